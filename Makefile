@@ -1,0 +1,41 @@
+# A fresh clone needs only python3 and make: each target creates .venv when missing.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint typecheck pytest conformance install clean
+
+$(STAMP): pyproject.toml setup.py
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test,dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## make run: the service (until the chat lands: ripple echo on 127.0.0.1:8765)
+run: $(STAMP)
+	$(PY) -m ripple echo --host 127.0.0.1 --port 8765
+
+## make test: ruff, mypy --strict on src/, then pytest (interop and Autobahn 1-10 included)
+test: lint typecheck pytest
+
+lint: $(STAMP)
+	$(PY) -m ruff check src tests examples conformance
+	$(PY) -m ruff format --check src
+
+typecheck: $(STAMP)
+	$(PY) -m mypy --strict src
+
+pytest: $(STAMP)
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+	RIPPLE_NO_SPEEDUPS=1 $(PY) -m pytest -q tests/protocol
+
+## make conformance: Autobahn|Testsuite fuzzing client against ripple echo
+conformance: $(STAMP)
+	bash conformance/setup.sh
+	$(PY) conformance/run.py
+
+clean:
+	rm -rf $(VENV) build src/*.egg-info src/ripple/*.so

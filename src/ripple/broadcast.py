@@ -1,0 +1,84 @@
+"""broadcast(): one message to many connections, encoded once."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterable
+
+from .connection import Connection
+from .protocol.frames import OP_BINARY, OP_TEXT, encode_frame
+from .protocol.state import OPEN
+from .typing import Data
+
+__all__ = ["broadcast"]
+
+logger = logging.getLogger("ripple.broadcast")
+
+if sys.version_info >= (3, 11):
+    _ExceptionGroup = ExceptionGroup  # noqa: F821 (3.11+ builtin)
+else:  # pragma: no cover - Python 3.10
+
+    class _ExceptionGroup(Exception):
+        """Stand-in for ExceptionGroup on Python 3.10."""
+
+        def __init__(self, message: str, exceptions: list[Exception]) -> None:
+            super().__init__(message)
+            self.exceptions = exceptions
+
+
+def broadcast(
+    connections: Iterable[Connection],
+    message: Data,
+    raise_exceptions: bool = False,
+) -> None:
+    """Send a message to many connections without waiting.
+
+    Server frames aren't masked, so the frame is encoded once and the same
+    bytes are written to every open connection without extensions; others
+    get their own encoding. Connections that aren't open are skipped, and so
+    are connections busy sending a fragmented message (their frames can't
+    interleave). Nothing waits for slow clients: use it for fan-out.
+
+    Args:
+        connections: the connections to send to.
+        message: str for a text message, bytes-like for binary.
+        raise_exceptions: raise an ExceptionGroup of the failures (closed or
+            busy connections) instead of logging them at debug level.
+
+    Raises:
+        TypeError: the message isn't str or bytes-like.
+    """
+    if isinstance(message, str):
+        opcode = OP_TEXT
+        payload = message.encode()
+    elif isinstance(message, (bytes, bytearray, memoryview)):
+        opcode = OP_BINARY
+        payload = bytes(message)
+    else:
+        raise TypeError(f"message must be str or bytes, not {type(message).__name__}")
+    shared: bytes | None = None
+    errors: list[Exception] = []
+    for connection in connections:
+        p = connection.protocol
+        transport = connection.transport
+        if p is None or p.state is not OPEN or transport is None:
+            if raise_exceptions:
+                errors.append(connection._closed_exc())
+            continue
+        if connection._send_frag is not None:
+            if raise_exceptions:
+                errors.append(RuntimeError("skipped: a fragmented message is being sent"))
+            else:
+                logger.debug("broadcast skipped %s: fragmented send in progress", connection.id)
+            continue
+        if p.mask or p.extensions:
+            data = p.send_text(message) if opcode == OP_TEXT else p.send_binary(payload)  # type: ignore[arg-type]
+        else:
+            if shared is None:
+                # Encoded once: the same bytes go to every plain server connection.
+                shared = encode_frame(opcode, payload)
+            data = shared
+        transport.write(data)
+    if errors:
+        raise _ExceptionGroup("broadcast failed for some connections", errors)

@@ -1,0 +1,651 @@
+"""One asyncio protocol per socket: recv, send, ping, close, flow control, keepalive.
+
+This is the hot path. The rules it follows (see DESIGN.md):
+
+- ``data_received`` parses every complete frame in the chunk in one call and
+  wakes a waiting ``recv()`` at most once.
+- ``recv()`` on a non-empty queue returns without suspending.
+- ``send()`` encodes and writes at once; it suspends only while the transport
+  has paused writing (its buffer is above ``write_limit``).
+- keepalive uses ``loop.call_later`` timers, not a task per connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import os
+import uuid
+from collections.abc import AsyncIterable, Iterable, Mapping
+from typing import Any
+
+from .exceptions import (
+    ConcurrencyError,
+    ConnectionClosed,
+    ConnectionClosedError,
+    ConnectionClosedOK,
+    InvalidState,
+    ProtocolError,
+)
+from .protocol.headers import Headers
+from .protocol.http11 import Request, Response
+from .protocol.state import CLOSED, OPEN, Pong, Protocol, State
+from .typing import Data, LoggerLike
+
+__all__ = ["Connection", "check_options"]
+
+
+def check_options(
+    *,
+    ping_interval: float | None,
+    ping_timeout: float | None,
+    close_timeout: float | None,
+    max_size: int | None,
+    max_queue: int | None,
+    read_limit: int,
+    write_limit: int,
+    **_: Any,
+) -> None:
+    """Check connection options at the call that takes them (serve, connect).
+
+    Raises:
+        ValueError: with the option's name and what to pass.
+    """
+    for name, value in (
+        ("ping_interval", ping_interval),
+        ("ping_timeout", ping_timeout),
+        ("close_timeout", close_timeout),
+        ("max_size", max_size),
+        ("max_queue", max_queue),
+    ):
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0
+        ):
+            raise ValueError(f"{name} must be a non-negative number or None, got {value!r}")
+    for name, value in (("read_limit", read_limit), ("write_limit", write_limit)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"{name} must be a non-negative int, got {value!r}")
+    if ping_interval == 0:
+        raise ValueError("ping_interval must be > 0; pass None to disable keepalive")
+
+
+class Connection(asyncio.Protocol):
+    """A WebSocket connection, either side. See :class:`ServerConnection`
+    and :class:`ClientConnection` for the handshakes.
+
+    Args:
+        logger: where to log; None for ``ripple.server`` / ``ripple.client``.
+        ping_interval: seconds between keepalive pings; None disables them.
+        ping_timeout: seconds to wait for the pong before closing with 1011;
+            None waits forever.
+        close_timeout: seconds the closing handshake may take before the TCP
+            connection is dropped.
+        max_size: largest incoming message in bytes; None for no limit.
+        max_queue: incoming messages buffered before reading pauses; None for
+            no limit.
+        read_limit: incoming bytes buffered (queued messages) before reading
+            pauses; a single message up to ``max_size`` is always accepted.
+        write_limit: the transport's write buffer high-water mark: ``send()``
+            waits while the buffer is above it.
+    """
+
+    side_name = "connection"
+
+    def __init__(
+        self,
+        *,
+        logger: LoggerLike = None,
+        ping_interval: float | None = 20,
+        ping_timeout: float | None = 20,
+        close_timeout: float | None = 10,
+        max_size: int | None = 2**20,
+        max_queue: int | None = 2**5,
+        read_limit: int = 2**16,
+        write_limit: int = 2**16,
+    ) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.logger: logging.Logger | logging.LoggerAdapter[Any] = logger or logging.getLogger(
+            f"ripple.{self.side_name}"
+        )
+        #: A unique id for this connection, handy in logs.
+        self.id = uuid.uuid4()
+        self.ping_interval = ping_interval
+        self.ping_timeout = ping_timeout
+        self.close_timeout = close_timeout
+        self.max_size = max_size
+        self.max_queue = max_queue
+        self.read_limit = read_limit
+        self.write_limit = write_limit
+        #: The negotiated subprotocol, if any.
+        self.subprotocol: str | None = None
+        #: The handshake request (sent by a client, received by a server).
+        self.request: Request | None = None
+        #: The handshake response.
+        self.response: Response | None = None
+        #: Round-trip time of the latest ping, in seconds (0 until one returns).
+        self.latency = 0.0
+        self.transport: asyncio.Transport | None = None
+        self.protocol: Protocol | None = None
+
+        self._queue: collections.deque[Data] = collections.deque()
+        self._qbytes = 0
+        self._recv_waiter: asyncio.Future[None] | None = None
+        self._reading_paused = False
+        self._writing_paused = False
+        self._drain_waiters: list[asyncio.Future[None]] = []
+        self._send_frag: asyncio.Future[None] | None = None
+        self._pings: dict[bytes, tuple[asyncio.Future[float] | None, float]] = {}
+        self._ka_handle: asyncio.TimerHandle | None = None
+        self._ka_data: bytes | None = None
+        self._close_handle: asyncio.TimerHandle | None = None
+        self._lost = self.loop.create_future()
+
+    # -- properties ---------------------------------------------------------
+
+    @property
+    def local_address(self) -> Any:
+        """The local socket address: (host, port) for TCP, a path for unix sockets."""
+        return None if self.transport is None else self.transport.get_extra_info("sockname")
+
+    @property
+    def remote_address(self) -> Any:
+        """The peer's socket address: (host, port) for TCP."""
+        return None if self.transport is None else self.transport.get_extra_info("peername")
+
+    @property
+    def state(self) -> State | None:
+        """OPEN, CLOSING or CLOSED once the handshake is done; None before."""
+        return None if self.protocol is None else self.protocol.state
+
+    @property
+    def closed(self) -> bool:
+        """Whether the TCP connection is closed."""
+        return self._lost.done()
+
+    @property
+    def close_code(self) -> int | None:
+        """The close code received (1006 if none); None while the connection is open."""
+        return None if self.protocol is None else self.protocol.close_code
+
+    @property
+    def close_reason(self) -> str | None:
+        """The close reason received; None while the connection is open."""
+        return None if self.protocol is None else self.protocol.close_reason
+
+    @property
+    def request_headers(self) -> Headers:
+        """The handshake request's headers."""
+        assert self.request is not None, "the opening handshake hasn't happened"
+        return self.request.headers
+
+    @property
+    def response_headers(self) -> Headers:
+        """The handshake response's headers."""
+        assert self.response is not None, "the opening handshake hasn't completed"
+        return self.response.headers
+
+    # -- asyncio.Protocol ---------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        transport.set_write_buffer_limits(self.write_limit, self.write_limit // 4)
+
+    def data_received(self, data: bytes) -> None:
+        p = self.protocol
+        if p is None:
+            self.handshake_data(data)
+            return
+        events = p.receive_data(data)
+        if events:
+            q = self._queue
+            qbytes = self._qbytes
+            for ev in events:
+                # Messages are str/bytes themselves: the common case first.
+                t = type(ev)
+                if t is str or t is bytes:
+                    q.append(ev)  # type: ignore[arg-type]
+                    qbytes += len(ev)  # type: ignore[arg-type]
+                elif t is Pong:
+                    self._pong(ev.data)  # type: ignore[union-attr]
+            self._qbytes = qbytes
+            recv_waiter = self._recv_waiter
+            # Wake the consumer once per chunk, not once per message.
+            if q and recv_waiter is not None and not recv_waiter.done():
+                recv_waiter.set_result(None)
+            if not self._reading_paused and (
+                (self.max_queue is not None and len(q) >= self.max_queue)
+                or qbytes > self.read_limit
+            ):
+                self._pause_reading()
+        if p._out or p._discard:
+            self._after_receive(p)
+
+    def _after_receive(self, p: Protocol) -> None:
+        transport = self.transport
+        assert transport is not None
+        for chunk in p.data_to_send():
+            transport.write(chunk)
+        if p.failed is not None and self._close_handle is None:
+            self.logger.debug("protocol error: %s", p.failed)
+        if p.close_transport:
+            self._close_transport()
+        elif p.close_rcvd is not None:
+            # Client side: the server should close TCP first (§7.1.1); don't
+            # wait for it longer than close_timeout.
+            self._arm_close_timer()
+        if p.close_rcvd is not None or p.failed is not None:
+            self._wake_waiters()
+
+    def eof_received(self) -> bool | None:
+        # Let the transport close itself: a half-closed WebSocket is useless.
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        p = self.protocol
+        if p is not None:
+            p.receive_eof()
+        for handle in (self._ka_handle, self._close_handle):
+            if handle is not None:
+                handle.cancel()
+        self._ka_handle = None
+        if not self._lost.done():
+            self._lost.set_result(None)
+        self._wake_waiters()
+        if p is not None:
+            closed = self._closed_exc()
+            for pong_waiter, _ in self._pings.values():
+                if pong_waiter is not None and not pong_waiter.done():
+                    pong_waiter.set_exception(closed)
+                    pong_waiter.exception()  # retrieved: nobody awaiting must not log it
+            self._pings.clear()
+        self.resume_writing()  # release send() calls waiting to drain
+        self.handshake_lost(exc)
+
+    def pause_writing(self) -> None:
+        self._writing_paused = True
+
+    def resume_writing(self) -> None:
+        self._writing_paused = False
+        waiters = self._drain_waiters
+        self._drain_waiters = []
+        for fut in waiters:
+            if not fut.done():
+                fut.set_result(None)
+
+    # -- handshake hooks, overridden per side --------------------------------
+
+    def handshake_data(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    def handshake_lost(self, exc: Exception | None) -> None:
+        """The TCP connection closed; the side releases what it waits on."""
+
+    def start_protocol(self, protocol: Protocol, leftover: bytes) -> None:
+        """Switch from the handshake to frames; feed bytes that came early."""
+        self.protocol = protocol
+        if self.ping_interval is not None:
+            self._ka_handle = self.loop.call_later(self.ping_interval, self._ka_ping)
+        if leftover:
+            self.data_received(leftover)
+
+    # -- receiving ----------------------------------------------------------
+
+    def _pause_reading(self) -> None:
+        if self.transport is not None and not self._lost.done():
+            self._reading_paused = True
+            self.transport.pause_reading()
+
+    def _maybe_resume_reading(self) -> None:
+        # Low-water marks at a quarter of the limits: resume in batches.
+        if (
+            self.max_queue is None or len(self._queue) <= self.max_queue // 4
+        ) and self._qbytes <= self.read_limit // 4:
+            self._reading_paused = False
+            if self.transport is not None and not self._lost.done():
+                self.transport.resume_reading()
+
+    def _wake_waiters(self) -> None:
+        waiter = self._recv_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def recv(self) -> Data:
+        """Receive the next message.
+
+        Returns:
+            str for a text message, bytes for a binary one.
+
+        Raises:
+            ConnectionClosed: the connection is closed and every message
+                received before that was returned.
+            ConcurrencyError: another coroutine is already in recv().
+        """
+        q = self._queue
+        if q:
+            # Fast path: a message is waiting; no suspension, no future.
+            msg = q.popleft()
+            self._qbytes -= len(msg)
+            if self._reading_paused:
+                self._maybe_resume_reading()
+            return msg
+        if self._recv_waiter is not None:
+            raise ConcurrencyError(
+                "recv() is already running in another coroutine; use one consumer per connection"
+            )
+        p = self.protocol
+        if p is None:
+            raise InvalidState("the opening handshake hasn't completed")
+        if p.state is not OPEN and (p._discard or p.state is CLOSED):
+            raise self._closed_exc()
+        waiter: asyncio.Future[None] = self.loop.create_future()
+        self._recv_waiter = waiter
+        try:
+            await waiter
+        finally:
+            self._recv_waiter = None
+        if q:
+            msg = q.popleft()
+            self._qbytes -= len(msg)
+            if self._reading_paused:
+                self._maybe_resume_reading()
+            return msg
+        raise self._closed_exc()
+
+    def __aiter__(self) -> Connection:
+        return self
+
+    async def __anext__(self) -> Data:
+        """The next message; iteration ends when the connection closes with 1000/1001.
+
+        Raises:
+            ConnectionClosedError: the connection closed with any other code.
+        """
+        try:
+            return await self.recv()
+        except ConnectionClosedOK:
+            raise StopAsyncIteration from None
+
+    def _closed_exc(self) -> ConnectionClosed:
+        p = self.protocol
+        if p is None:
+            return ConnectionClosedError(None, None)
+        cls = ConnectionClosedOK if p.closed_ok else ConnectionClosedError
+        exc = cls(p.close_rcvd, p.close_sent, p.close_rcvd_then_sent)
+        if p.failed is not None:
+            exc.__cause__ = p.failed
+        return exc
+
+    # -- sending ------------------------------------------------------------
+
+    async def send(
+        self,
+        message: Data | Iterable[Data] | AsyncIterable[Data],
+    ) -> None:
+        """Send a message.
+
+        A str is sent as a text frame, bytes-like as a binary frame. An
+        iterable (or async iterable) of str or of bytes is sent as one
+        fragmented message, one frame per item.
+
+        Raises:
+            ConnectionClosed: the connection is closing or closed.
+            TypeError: the message isn't str, bytes-like or an iterable of them.
+        """
+        p = self.protocol
+        if p is None:
+            raise InvalidState("the opening handshake hasn't completed")
+        if self._send_frag is not None:
+            await self._wait_fragmented()
+        if p.state is not OPEN:
+            raise self._closed_exc()
+        t = type(message)
+        if t is str:
+            data = p.send_text(message)  # type: ignore[arg-type]
+        elif t is bytes or isinstance(message, (bytearray, memoryview)):
+            data = p.send_binary(message)  # type: ignore[arg-type]
+        elif isinstance(message, (str, Mapping)):
+            raise TypeError(f"message must be str or bytes, not {t.__name__}")
+        elif isinstance(message, Iterable):
+            await self._send_fragments(iter(message), None)
+            return
+        elif isinstance(message, AsyncIterable):
+            await self._send_fragments(None, aiter(message))
+            return
+        else:
+            raise TypeError(
+                f"message must be str, bytes, or an iterable of them, not {t.__name__}"
+            )
+        assert self.transport is not None
+        self.transport.write(data)
+        if self._writing_paused:
+            await self._drain()
+
+    async def _wait_fragmented(self) -> None:
+        # Another coroutine is sending a fragmented message: frames of two
+        # messages can't interleave (§5.4).
+        while self._send_frag is not None:
+            await asyncio.shield(self._send_frag)
+
+    async def _drain(self) -> None:
+        if self._lost.done():
+            raise self._closed_exc()
+        fut: asyncio.Future[None] = self.loop.create_future()
+        self._drain_waiters.append(fut)
+        await fut
+        if self._lost.done() and self.protocol is not None and self.protocol.state is CLOSED:
+            raise self._closed_exc()
+
+    async def _send_fragments(self, items: Any, aitems: Any) -> None:
+        p = self.protocol
+        assert p is not None
+        done: asyncio.Future[None] = self.loop.create_future()
+        self._send_frag = done
+        kind: type | None = None
+        prev: Data | None = None
+        started = False
+        try:
+            while True:
+                try:
+                    item = next(items) if aitems is None else await anext(aitems)
+                except (StopIteration, StopAsyncIteration):
+                    break
+                if isinstance(item, str):
+                    this: type = str
+                elif isinstance(item, (bytes, bytearray, memoryview)):
+                    this = bytes
+                else:
+                    raise TypeError(f"fragments must be str or bytes, not {type(item).__name__}")
+                if kind is None:
+                    kind = this
+                elif this is not kind:
+                    raise TypeError("all fragments of a message must be str or all bytes")
+                if prev is not None:
+                    first, started = not started, True
+                    await self._send_fragment(p, prev, first, False)
+                prev = item
+            if prev is not None:
+                first, started = not started, True
+                await self._send_fragment(p, prev, first, True)
+        except BaseException:
+            if started and p.state is OPEN and p._send_frag_op:
+                # A message cut in the middle can't be finished: fail the
+                # connection rather than leave the peer waiting (1011).
+                self._fail(1011, "fragmented message was interrupted")
+            raise
+        finally:
+            self._send_frag = None
+            done.set_result(None)
+
+    async def _send_fragment(self, p: Protocol, item: Data, first: bool, fin: bool) -> None:
+        if p.state is not OPEN:
+            raise self._closed_exc()
+        assert self.transport is not None
+        if first:
+            data = p.send_text(item, fin) if isinstance(item, str) else p.send_binary(item, fin)
+        else:
+            payload = item.encode() if isinstance(item, str) else bytes(item)
+            data = p.send_continuation(payload, fin)
+        self.transport.write(data)
+        if self._writing_paused:
+            await self._drain()
+
+    async def ping(self, data: Data | None = None) -> asyncio.Future[float]:
+        """Send a ping.
+
+        Args:
+            data: the payload (at most 125 bytes; str is UTF-8 encoded); a
+                random 4-byte payload when None.
+
+        Returns:
+            A future that resolves to the round-trip time in seconds when the
+            matching pong arrives: ``latency = await (await ws.ping())``.
+
+        Raises:
+            ConnectionClosed: the connection is closing or closed.
+            ConcurrencyError: a ping with the same payload is awaiting its pong.
+        """
+        p = self.protocol
+        if p is None or p.state is not OPEN:
+            raise self._closed_exc()
+        if data is None:
+            data = os.urandom(4)
+            while data in self._pings:
+                data = os.urandom(4)
+        elif isinstance(data, str):
+            data = data.encode()
+        else:
+            data = bytes(data)
+        if data in self._pings:
+            raise ConcurrencyError("already waiting for a pong with the same data")
+        frame = p.send_ping(data)
+        fut: asyncio.Future[float] = self.loop.create_future()
+        self._pings[data] = (fut, self.loop.time())
+        assert self.transport is not None
+        self.transport.write(frame)
+        return fut
+
+    async def pong(self, data: Data = b"") -> None:
+        """Send an unsolicited pong (a unidirectional heartbeat, §5.5.3).
+
+        Raises:
+            ConnectionClosed: the connection is closing or closed.
+        """
+        p = self.protocol
+        if p is None or p.state is not OPEN:
+            raise self._closed_exc()
+        payload = data.encode() if isinstance(data, str) else bytes(data)
+        assert self.transport is not None
+        self.transport.write(p.send_pong(payload))
+
+    def _pong(self, data: bytes) -> None:
+        pings = self._pings
+        if data not in pings:
+            return  # unsolicited pong (§5.5.3)
+        now = self.loop.time()
+        # A pong acknowledges its ping and every ping sent before it.
+        while pings:
+            key, (fut, sent) = next(iter(pings.items()))
+            del pings[key]
+            if fut is not None and not fut.done():
+                fut.set_result(now - sent)
+            if key == data:
+                self.latency = now - sent
+                break
+        if self._ka_data is not None and self._ka_data not in pings:
+            self._ka_pong(now)
+
+    # -- keepalive ----------------------------------------------------------
+
+    def _ka_ping(self) -> None:
+        self._ka_handle = None
+        p = self.protocol
+        if p is None or p.state is not OPEN or self.transport is None:
+            return
+        data = os.urandom(4)
+        while data in self._pings:
+            data = os.urandom(4)
+        self._pings[data] = (None, self.loop.time())
+        self._ka_data = data
+        self.transport.write(p.send_ping(data))
+        if self.ping_timeout is not None:
+            self._ka_handle = self.loop.call_later(self.ping_timeout, self._ka_timeout)
+
+    def _ka_pong(self, now: float) -> None:
+        self._ka_data = None
+        if self._ka_handle is not None:
+            self._ka_handle.cancel()
+        assert self.ping_interval is not None
+        self._ka_handle = self.loop.call_later(self.ping_interval, self._ka_ping)
+
+    def _ka_timeout(self) -> None:
+        self._ka_handle = None
+        if self._reading_paused and self.ping_timeout is not None:
+            # Reading is paused because the application is behind: the peer
+            # is alive (it sent more than we consume) and its pong is queued
+            # behind that data. Wait rather than call it dead.
+            self._ka_handle = self.loop.call_later(self.ping_timeout, self._ka_timeout)
+            return
+        self.logger.debug("keepalive ping timeout; closing the connection")
+        self._fail(1011, "keepalive ping timeout")
+
+    # -- closing ------------------------------------------------------------
+
+    def _fail(self, code: int, reason: str) -> None:
+        p = self.protocol
+        assert p is not None
+        exc = ProtocolError(reason)
+        exc.code = code
+        p.fail(exc)
+        self._after_receive(p)
+
+    def _arm_close_timer(self) -> None:
+        if self._close_handle is None and not self._lost.done():
+            timeout = self.close_timeout
+            self._close_handle = self.loop.call_later(
+                10 if timeout is None else timeout, self._close_expired
+            )
+
+    def _close_expired(self) -> None:
+        if self.transport is not None and not self._lost.done():
+            self.logger.debug("closing handshake timed out; dropping the connection")
+            self.transport.abort()
+
+    def _close_transport(self) -> None:
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            transport.close()
+        # close() waits to flush the buffer: if the peer stops reading, drop it.
+        self._arm_close_timer()
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        """Perform the closing handshake and wait for the TCP connection to close.
+
+        Args:
+            code: the close code (1000 normal, 1001 going away, 3000-4999 for
+                applications).
+            reason: a short reason, at most 123 bytes in UTF-8.
+
+        Raises:
+            ProtocolError: the code can't be sent or the reason is too long.
+        """
+        p = self.protocol
+        if p is None:
+            if self.transport is not None:
+                self.transport.close()
+            await self.wait_closed()
+            return
+        data = p.send_close(code, reason)
+        if data and self.transport is not None and not self._lost.done():
+            self.transport.write(data)
+        self._wake_waiters()
+        if p.close_transport:
+            self._close_transport()
+        else:
+            self._arm_close_timer()
+        await self.wait_closed()
+
+    async def wait_closed(self) -> None:
+        """Wait until the TCP connection is closed."""
+        await asyncio.shield(self._lost)

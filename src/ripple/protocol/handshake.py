@@ -1,0 +1,283 @@
+"""The opening handshake (RFC 6455 §4), both sides, sans I/O."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import os
+from collections.abc import Callable, Sequence
+
+from ..exceptions import (
+    InvalidHandshake,
+    InvalidHeader,
+    InvalidHeaderValue,
+    InvalidStatus,
+    InvalidUpgrade,
+    NegotiationError,
+)
+from .extensions import (
+    ClientExtensionFactory,
+    Extension,
+    ExtensionHeader,
+    ServerExtensionFactory,
+    parse_extension_header,
+    serialize_extension_header,
+)
+from .headers import Headers, MultipleValuesError
+from .http11 import Request, Response
+from .uri import WebSocketURI
+
+__all__ = [
+    "GUID",
+    "HandshakeRejected",
+    "accept_key",
+    "build_request",
+    "check_response",
+    "generate_key",
+    "parse_token_list",
+    "server_accept",
+]
+
+# §1.3: the GUID concatenated to the key before hashing.
+GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+
+class HandshakeRejected(InvalidHandshake):
+    """The server refuses a handshake; carries the HTTP response to send.
+
+    Attributes:
+        response: the error response (400, 426, ...) with a one-line reason.
+    """
+
+    def __init__(self, response: Response, message: str) -> None:
+        self.response = response
+        super().__init__(message)
+
+
+def reject(status: int, message: str, headers: Sequence[tuple[str, str]] = ()) -> Response:
+    """A plain-text error response whose body says what was wrong."""
+    body = (message + "\n").encode()
+    hdrs = Headers(headers)
+    hdrs["Content-Type"] = "text/plain; charset=utf-8"
+    hdrs["Content-Length"] = str(len(body))
+    hdrs["Connection"] = "close"
+    return Response(status, "", hdrs, body)
+
+
+def generate_key() -> str:
+    """A random Sec-WebSocket-Key: 16 bytes from os.urandom, base64 (§4.1)."""
+    return base64.b64encode(os.urandom(16)).decode()
+
+
+def accept_key(key: str) -> str:
+    """The Sec-WebSocket-Accept value for a key (§4.2.2)."""
+    digest = hashlib.sha1((key + GUID).encode()).digest()
+    return base64.b64encode(digest).decode()
+
+
+def parse_token_list(values: Sequence[str]) -> list[str]:
+    """Split header values that are comma-separated token lists (RFC 9110 §5.6.1)."""
+    return [item.strip() for value in values for item in value.split(",") if item.strip()]
+
+
+def _single(headers: Headers, name: str) -> str | None:
+    try:
+        return headers.get(name)
+    except MultipleValuesError:
+        raise InvalidHeader(name, "more than one " + name + " header") from None
+
+
+def _check_upgrade(headers: Headers) -> None:
+    # §4.2.1: Upgrade includes "websocket" and Connection includes "Upgrade",
+    # both case-insensitive, possibly among other tokens.
+    connection = [t.lower() for t in parse_token_list(headers.get_all("Connection"))]
+    if "upgrade" not in connection:
+        raise InvalidUpgrade("Connection", ", ".join(headers.get_all("Connection")) or None)
+    upgrade = [t.lower() for t in parse_token_list(headers.get_all("Upgrade"))]
+    if "websocket" not in upgrade:
+        raise InvalidUpgrade("Upgrade", ", ".join(headers.get_all("Upgrade")) or None)
+
+
+def server_accept(
+    request: Request,
+    *,
+    select_subprotocol: Callable[[list[str]], str | None],
+    extension_factories: Sequence[ServerExtensionFactory] = (),
+) -> tuple[Response, str | None, list[Extension]]:
+    """Check a handshake request; build the 101 response.
+
+    Args:
+        request: the client's request.
+        select_subprotocol: picks one of the client's subprotocols, or None.
+        extension_factories: extensions the server supports, in preference order.
+
+    Returns:
+        The 101 response, the subprotocol and the negotiated extensions.
+
+    Raises:
+        HandshakeRejected: with the error response to send (400, 405, 426).
+    """
+    headers = request.headers
+    if request.method != "GET":
+        raise HandshakeRejected(
+            reject(
+                405, f"WebSocket handshake needs GET, not {request.method}", [("Allow", "GET")]
+            ),
+            f"method {request.method}",
+        )
+    if not headers.get_all("Upgrade"):
+        # A plain HTTP request (a probe, a browser visiting the URL).
+        raise HandshakeRejected(
+            reject(
+                426,
+                "this is a WebSocket endpoint: send Upgrade: websocket",
+                [("Upgrade", "websocket"), ("Connection", "Upgrade")],
+            ),
+            "no Upgrade header",
+        )
+    try:
+        _check_upgrade(headers)
+        if not headers.get_all("Host"):
+            raise InvalidHeader("Host")
+        _single(headers, "Host")
+        key = _single(headers, "Sec-WebSocket-Key")
+        if key is None:
+            raise InvalidHeader("Sec-WebSocket-Key")
+        try:
+            raw = base64.b64decode(key.encode(), validate=True)
+        except binascii.Error:
+            raise InvalidHeaderValue("Sec-WebSocket-Key", key) from None
+        if len(raw) != 16:
+            raise InvalidHeaderValue("Sec-WebSocket-Key", key)
+    except InvalidHeader as exc:
+        raise HandshakeRejected(reject(400, str(exc)), str(exc)) from None
+    versions = headers.get_all("Sec-WebSocket-Version")
+    if versions != ["13"]:
+        # §4.4: answer with the versions we speak.
+        message = (
+            f"unsupported Sec-WebSocket-Version {', '.join(versions)}; use 13"
+            if versions
+            else "missing Sec-WebSocket-Version header; use 13"
+        )
+        raise HandshakeRejected(reject(426, message, [("Sec-WebSocket-Version", "13")]), message)
+
+    response_headers = Headers()
+    response_headers["Upgrade"] = "websocket"
+    response_headers["Connection"] = "Upgrade"
+    response_headers["Sec-WebSocket-Accept"] = accept_key(key)
+
+    extensions: list[Extension] = []
+    offers = headers.get_all("Sec-WebSocket-Extensions")
+    if offers and extension_factories:
+        try:
+            parsed = [h for value in offers for h in parse_extension_header(value)]
+        except InvalidHeader as exc:
+            raise HandshakeRejected(reject(400, str(exc)), str(exc)) from None
+        accepted_headers: list[ExtensionHeader] = []
+        for name, params in parsed:
+            for factory in extension_factories:
+                if factory.name != name:
+                    continue
+                try:
+                    response_params, extension = factory.process_request_params(params, extensions)
+                except NegotiationError:
+                    continue  # §9.1: decline this offer; try the next one.
+                accepted_headers.append((name, response_params))
+                extensions.append(extension)
+                break
+        if accepted_headers:
+            response_headers["Sec-WebSocket-Extensions"] = serialize_extension_header(
+                accepted_headers
+            )
+
+    offered = parse_token_list(headers.get_all("Sec-WebSocket-Protocol"))
+    subprotocol = select_subprotocol(offered) if offered else None
+    if subprotocol is not None:
+        if subprotocol not in offered:
+            raise NegotiationError(f"selected subprotocol {subprotocol!r} wasn't offered")
+        response_headers["Sec-WebSocket-Protocol"] = subprotocol
+    return Response(101, "Switching Protocols", response_headers), subprotocol, extensions
+
+
+def build_request(
+    wsuri: WebSocketURI,
+    key: str,
+    *,
+    origin: str | None = None,
+    subprotocols: Sequence[str] | None = None,
+    extension_factories: Sequence[ClientExtensionFactory] = (),
+    additional_headers: Headers | None = None,
+    user_agent: str | None = None,
+) -> Request:
+    """The client's handshake request (§4.1)."""
+    headers = Headers()
+    headers["Host"] = wsuri.host_header
+    headers["Upgrade"] = "websocket"
+    headers["Connection"] = "Upgrade"
+    headers["Sec-WebSocket-Key"] = key
+    headers["Sec-WebSocket-Version"] = "13"
+    if wsuri.user_info is not None:
+        credentials = ":".join(wsuri.user_info).encode()
+        headers["Authorization"] = "Basic " + base64.b64encode(credentials).decode()
+    if origin is not None:
+        headers["Origin"] = origin
+    if extension_factories:
+        headers["Sec-WebSocket-Extensions"] = serialize_extension_header(
+            [(f.name, f.get_request_params()) for f in extension_factories]
+        )
+    if subprotocols:
+        headers["Sec-WebSocket-Protocol"] = ", ".join(subprotocols)
+    if user_agent is not None:
+        headers["User-Agent"] = user_agent
+    if additional_headers is not None:
+        headers.update(additional_headers)
+    return Request(wsuri.resource_name, headers)
+
+
+def check_response(
+    response: Response,
+    key: str,
+    *,
+    subprotocols: Sequence[str] | None = None,
+    extension_factories: Sequence[ClientExtensionFactory] = (),
+) -> tuple[str | None, list[Extension]]:
+    """Check the server's handshake response (§4.1, client's requirements).
+
+    Returns:
+        The subprotocol the server chose and the negotiated extensions.
+
+    Raises:
+        InvalidStatus: the status isn't 101.
+        InvalidHeader: a required header is missing or wrong.
+        NegotiationError: extensions or subprotocol don't match the offer.
+    """
+    if response.status_code != 101:
+        raise InvalidStatus(response)
+    headers = response.headers
+    _check_upgrade(headers)
+    accept = _single(headers, "Sec-WebSocket-Accept")
+    if accept is None:
+        raise InvalidHeader("Sec-WebSocket-Accept")
+    if accept != accept_key(key):
+        raise InvalidHeaderValue("Sec-WebSocket-Accept", accept)
+
+    extensions: list[Extension] = []
+    for value in headers.get_all("Sec-WebSocket-Extensions"):
+        for name, params in parse_extension_header(value):
+            for factory in extension_factories:
+                if factory.name == name:
+                    extensions.append(factory.process_response_params(params, extensions))
+                    break
+            else:
+                raise NegotiationError(f"server accepted extension {name!r} that wasn't offered")
+
+    chosen = parse_token_list(headers.get_all("Sec-WebSocket-Protocol"))
+    subprotocol: str | None = None
+    if chosen:
+        if len(chosen) > 1:
+            raise InvalidHeader("Sec-WebSocket-Protocol", ", ".join(chosen))
+        subprotocol = chosen[0]
+        if not subprotocols or subprotocol not in subprotocols:
+            raise NegotiationError(f"server chose subprotocol {subprotocol!r} that wasn't offered")
+    return subprotocol, extensions

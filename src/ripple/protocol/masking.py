@@ -1,0 +1,121 @@
+"""WebSocket payload masking (RFC 6455, section 5.3).
+
+Masking XORs every payload byte ``i`` with byte ``i % 4`` of a 4-byte key.
+It is an involution: applying the same key twice returns the original data,
+so :func:`apply_mask` both masks and unmasks.
+
+:func:`apply_mask` is the C implementation from :mod:`ripple._speedups` when
+that extension is built and the environment variable ``RIPPLE_NO_SPEEDUPS``
+is not ``"1"``; otherwise it is :func:`apply_mask_python`. :data:`SPEEDUPS`
+says which one is active.
+"""
+
+from __future__ import annotations
+
+import collections
+import importlib
+import os
+from collections.abc import Callable
+from typing import Final, TypeAlias, cast
+
+__all__ = ["MASK_LEN", "SPEEDUPS", "apply_mask", "apply_mask_python", "new_mask"]
+
+BytesLike: TypeAlias = bytes | bytearray | memoryview
+
+#: Length of a WebSocket masking key in bytes.
+MASK_LEN: Final = 4
+
+# Inputs up to this size are XORed as one big int; larger ones in chunks of this size.
+# Must be a multiple of MASK_LEN so that every chunk starts at key phase 0.
+_CHUNK: Final = 16 * 1024
+
+
+def _bad_mask(length: int) -> ValueError:
+    return ValueError(f"mask must be exactly {MASK_LEN} bytes, got {length}")
+
+
+def apply_mask_python(data: BytesLike, mask: BytesLike) -> bytes:
+    """Return ``data`` XORed with the 4-byte masking key ``mask`` (pure Python).
+
+    Raises :class:`ValueError` if ``mask`` is not exactly 4 bytes long, and
+    :class:`TypeError` if either argument is not a bytes-like object.
+    """
+    if not isinstance(mask, bytes):
+        mask = memoryview(mask).tobytes()
+    if len(mask) != MASK_LEN:
+        raise _bad_mask(len(mask))
+    if not isinstance(data, (bytes, bytearray)):
+        # memoryview() rejects non-buffers (int.from_bytes would accept lists of ints);
+        # flatten multi-byte item formats so len() and slicing count bytes.
+        data = memoryview(data)
+        if data.ndim != 1 or data.itemsize != 1:
+            data = memoryview(data.tobytes())
+    size = len(data)
+    # int.from_bytes/XOR/to_bytes run in C at ~1 ns/byte: timeit showed ~4x faster than
+    # 4 strided bytes.translate() calls at 32 B-1 KiB and ~100x faster than a byte loop.
+    if size <= _CHUNK:
+        key = int.from_bytes(mask * (size >> 2) + mask[: size & 3], "little")
+        return (int.from_bytes(data, "little") ^ key).to_bytes(size, "little")
+    # Past ~16 KiB huge ints fall out of cache: 16 KiB chunks measured ~2-3x faster at 1 MiB.
+    view = data if isinstance(data, memoryview) else memoryview(data)
+    key = int.from_bytes(mask * (_CHUNK // MASK_LEN), "little")
+    parts: list[bytes] = []
+    append = parts.append
+    whole = size - size % _CHUNK
+    for start in range(0, whole, _CHUNK):
+        chunk = int.from_bytes(view[start : start + _CHUNK], "little")
+        append((chunk ^ key).to_bytes(_CHUNK, "little"))
+    rest = size - whole
+    if rest:
+        tail = int.from_bytes(view[whole:], "little")
+        append((tail ^ (key & ((1 << (8 * rest)) - 1))).to_bytes(rest, "little"))
+    return b"".join(parts)
+
+
+def _load_speedup() -> Callable[[BytesLike, BytesLike], bytes] | None:
+    if os.environ.get("RIPPLE_NO_SPEEDUPS") == "1":
+        return None
+    try:
+        module = importlib.import_module("ripple._speedups")
+    except ImportError:
+        return None
+    return cast("Callable[[BytesLike, BytesLike], bytes]", module.apply_mask)
+
+
+_apply_mask_c = _load_speedup()
+
+#: True when :func:`apply_mask` is the C implementation from ``ripple._speedups``.
+SPEEDUPS: Final[bool] = _apply_mask_c is not None
+
+#: Mask or unmask ``data`` with the 4-byte key ``mask`` (C when available).
+apply_mask: Final[Callable[[BytesLike, BytesLike], bytes]] = (
+    _apply_mask_c if _apply_mask_c is not None else apply_mask_python
+)
+
+
+# Masking keys are drawn from a pool filled by os.urandom (the OS CSPRNG), never `random`.
+# Pooling is safe: every key is still CSPRNG output and each 4-byte slice is handed out
+# exactly once, so keys stay unpredictable and independent; it only amortises the syscall.
+_POOL_SIZE: Final = 4096
+_pool: collections.deque[bytes] = collections.deque()
+
+
+def _refill() -> None:
+    buf = os.urandom(_POOL_SIZE)
+    _pool.extend([buf[i : i + MASK_LEN] for i in range(0, _POOL_SIZE, MASK_LEN)])
+
+
+def new_mask() -> bytes:
+    """Return a fresh, unpredictable 4-byte masking key."""
+    # deque.popleft() is atomic, so concurrent threads never receive the same key;
+    # a racing double refill merely adds more fresh keys.
+    while True:
+        try:
+            return _pool.popleft()
+        except IndexError:
+            _refill()
+
+
+if hasattr(os, "register_at_fork"):
+    # A forked child must not reuse keys its parent may also hand out: drop the pool.
+    os.register_at_fork(after_in_child=_pool.clear)

@@ -1,0 +1,533 @@
+"""The WebSocket protocol after the handshake, sans I/O (RFC 6455 §5-§7).
+
+Bytes go in through :meth:`Protocol.receive_data`, which returns the events
+they complete; calls go in through the ``send_*`` methods, which return the
+bytes to write. Replies the protocol owes the peer on its own (pongs, the
+close echo) collect in :meth:`Protocol.data_to_send`.
+
+Events are chosen for the common case: a complete message is returned as the
+``str`` or ``bytes`` itself, with no wrapper; only pings and pongs are
+:class:`Ping` and :class:`Pong` objects. The closing handshake shows in
+:attr:`Protocol.close_rcvd`, :attr:`Protocol.close_sent` and
+:attr:`Protocol.close_transport`.
+
+A protocol violation never raises out of :meth:`receive_data`: it fails the
+connection (§7.1.7), queuing a close frame with the error's code, and records
+the error in :attr:`Protocol.failed`.
+"""
+
+from __future__ import annotations
+
+import codecs
+import enum
+from collections.abc import Sequence
+from typing import Final, Union
+
+from ..exceptions import InvalidState, InvalidUTF8, PayloadTooBig, ProtocolError
+from .extensions import Extension, Frame
+from .frames import (
+    FIN,
+    MASK_BIT,
+    OK_CLOSE_CODES,
+    OP_BINARY,
+    OP_CLOSE,
+    OP_CONT,
+    OP_PING,
+    OP_PONG,
+    OP_TEXT,
+    UNPACK_H,
+    UNPACK_Q,
+    Close,
+    check_close,
+    encode_frame,
+)
+from .masking import apply_mask
+
+__all__ = ["Event", "Ping", "Pong", "Protocol", "Side", "State"]
+
+_utf8_decoder = codecs.getincrementaldecoder("utf-8")
+
+
+class Side(enum.IntEnum):
+    SERVER = 0
+    CLIENT = 1
+
+
+class State(enum.IntEnum):
+    OPEN = 1
+    CLOSING = 2
+    CLOSED = 3
+
+
+SERVER: Final = Side.SERVER
+CLIENT: Final = Side.CLIENT
+OPEN: Final = State.OPEN
+CLOSING: Final = State.CLOSING
+CLOSED: Final = State.CLOSED
+
+
+class Ping:
+    """A ping was received (the protocol already queued the pong)."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def __repr__(self) -> str:
+        return f"Ping({self.data!r})"
+
+
+class Pong:
+    """A pong was received."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def __repr__(self) -> str:
+        return f"Pong({self.data!r})"
+
+
+Event = Union[str, bytes, Ping, Pong]
+
+
+def _rotate(key: bytes, offset: int) -> bytes:
+    # Masking restarts at payload offset 0; a chunk starting at `offset`
+    # needs the key rotated by offset % 4.
+    r = offset & 3
+    return key[r:] + key[:r] if r else key
+
+
+def _short(message: str) -> str:
+    # Close reasons must fit the 123 bytes left in a control frame.
+    data = message.encode()
+    return data[:120].decode(errors="ignore") if len(data) > 123 else message
+
+
+class Protocol:
+    """One side of an open WebSocket connection.
+
+    Args:
+        side: SERVER or CLIENT; decides masking (§5.1).
+        max_size: the largest message accepted, in bytes; None for no limit.
+        extensions: extensions negotiated in the handshake, in order.
+    """
+
+    __slots__ = (
+        "_buf",
+        "_decoder",
+        "_discard",
+        "_ext_rsv",
+        "_frag_op",
+        "_frag_parts",
+        "_frag_size",
+        "_out",
+        "_part_done",
+        "_send_frag_op",
+        "close_rcvd",
+        "close_rcvd_then_sent",
+        "close_sent",
+        "close_transport",
+        "extensions",
+        "failed",
+        "mask",
+        "max_size",
+        "side",
+        "state",
+    )
+
+    def __init__(
+        self,
+        side: Side,
+        *,
+        max_size: int | None = 2**20,
+        extensions: Sequence[Extension] = (),
+    ) -> None:
+        self.side = side
+        self.mask = side is CLIENT
+        self.max_size = max_size
+        self.extensions = list(extensions)
+        self._ext_rsv = 0
+        for ext in self.extensions:
+            self._ext_rsv |= ext.rsv_bits
+        self.state = OPEN
+        self.close_rcvd: Close | None = None
+        self.close_sent: Close | None = None
+        self.close_rcvd_then_sent: bool | None = None
+        #: The I/O layer should close the TCP connection once it has written
+        #: what's pending: the server after the closing handshake (§7.1.1),
+        #: either side after failing the connection (§7.1.7).
+        self.close_transport = False
+        #: The protocol error that failed the connection, if any.
+        self.failed: ProtocolError | None = None
+        self._buf = bytearray()
+        self._out: list[bytes] = []
+        self._discard = False
+        # Message being received in fragments: opcode (0 = none), parts, size.
+        self._frag_op = 0
+        self._frag_parts: list[bytes] | list[str] = []
+        self._frag_size = 0
+        self._decoder: codecs.IncrementalDecoder | None = None
+        # Payload bytes of the incomplete text frame at the buffer's start
+        # that were already UTF-8 validated (fail fast inside a frame).
+        self._part_done = 0
+        # Opcode of a message being sent in fragments (0 = none).
+        self._send_frag_op = 0
+
+    # -- receiving ---------------------------------------------------------
+
+    def receive_data(self, data: bytes) -> list[Event]:
+        """Feed bytes from the peer; return the events they complete."""
+        events: list[Event] = []
+        if self._discard:
+            # §5.5.1: after a close frame, data is ignored.
+            return events
+        buf = self._buf
+        if buf:
+            buf += data
+            view: bytes | bytearray = buf
+        else:
+            view = data
+        end = len(view)
+        pos = 0
+        masked_side = self.side is SERVER  # frames from clients must be masked
+        max_size = self.max_size
+        try:
+            while end - pos >= 2:
+                b0 = view[pos]
+                b1 = view[pos + 1]
+                length = b1 & 0x7F
+                hdr = pos + 2
+                if length >= 126:
+                    if length == 126:
+                        if end - pos < 4:
+                            break
+                        (length,) = UNPACK_H(view, hdr)
+                        if length < 126:
+                            raise ProtocolError("non-minimal 16-bit payload length")
+                        hdr += 2
+                    else:
+                        if end - pos < 10:
+                            break
+                        (length,) = UNPACK_Q(view, hdr)
+                        if length >> 63:
+                            raise ProtocolError("most significant bit of 64-bit length set")
+                        if length < 65536:
+                            raise ProtocolError("non-minimal 64-bit payload length")
+                        hdr += 8
+                if bool(b1 & MASK_BIT) is not masked_side:
+                    raise ProtocolError(
+                        "incorrect masking: client frames must be masked"
+                        if masked_side
+                        else "incorrect masking: server frames must not be masked"
+                    )
+                opcode = b0 & 0x0F
+                rsv = b0 & 0x70
+                if rsv & ~self._ext_rsv:
+                    raise ProtocolError("reserved bits must be 0")
+                if opcode >= OP_CLOSE:
+                    if opcode > OP_PONG:
+                        raise ProtocolError(f"invalid opcode {opcode:#x}")
+                    if not b0 & FIN:
+                        raise ProtocolError("fragmented control frame")
+                    if length > 125:
+                        raise ProtocolError("control frame too long")
+                elif opcode == OP_CONT:
+                    if not self._frag_op:
+                        raise ProtocolError("unexpected continuation frame")
+                elif opcode > OP_BINARY:
+                    raise ProtocolError(f"invalid opcode {opcode:#x}")
+                elif self._frag_op:
+                    raise ProtocolError("expected a continuation frame")
+                if (
+                    max_size is not None
+                    and opcode < OP_CLOSE
+                    and self._frag_size + length > max_size
+                    and not rsv  # compressed sizes are checked by the extension
+                ):
+                    # Decided from the declared length, before buffering.
+                    raise PayloadTooBig(
+                        f"message of {self._frag_size + length} bytes exceeds "
+                        f"max_size of {max_size} bytes"
+                    )
+                if masked_side:
+                    key = view[hdr : hdr + 4]
+                    hdr += 4
+                    if end < hdr:
+                        break
+                fend = hdr + length
+                if fend > end:
+                    if (
+                        not rsv
+                        and end > hdr
+                        and (opcode == OP_TEXT or (opcode == OP_CONT and self._frag_op == OP_TEXT))
+                    ):
+                        self._validate_partial(view, hdr, end, key if masked_side else b"")
+                    break
+                payload = bytes(view[hdr:fend])
+                if masked_side and length:
+                    payload = apply_mask(payload, key)
+                pos = fend
+                fin = b0 & FIN
+                # Common case first: a whole, unfragmented, plain message.
+                if rsv == 0 and fin and opcode == OP_BINARY and not self.extensions:
+                    events.append(payload)
+                elif (
+                    rsv == 0
+                    and fin
+                    and opcode == OP_TEXT
+                    and not self.extensions
+                    and not self._part_done
+                ):
+                    try:
+                        events.append(payload.decode())
+                    except UnicodeDecodeError as exc:
+                        raise InvalidUTF8(f"invalid UTF-8 in text message: {exc}") from None
+                else:
+                    self._frame(events, opcode, payload, bool(fin), rsv)
+                    if self._discard:
+                        break
+        except ProtocolError as exc:
+            self.fail(exc)
+            self._buf = bytearray()
+            return events
+        if self._discard:
+            self._buf = bytearray()
+        elif buf:
+            del buf[:pos]
+        elif pos < end:
+            self._buf = bytearray(memoryview(view)[pos:])
+        return events
+
+    def _validate_partial(
+        self, view: bytes | bytearray, start: int, end: int, key: bytes | bytearray
+    ) -> None:
+        # Fail fast (Autobahn 6.4.3/6.4.4): validate the part of a text frame
+        # that has arrived, without waiting for the rest of the frame.
+        done = self._part_done
+        chunk = bytes(view[start + done : end])
+        if not chunk:
+            return
+        if key:
+            chunk = apply_mask(chunk, _rotate(bytes(key), done))
+        if self._decoder is None:
+            self._decoder = _utf8_decoder()
+        try:
+            text = self._decoder.decode(chunk, False)
+        except UnicodeDecodeError as exc:
+            raise InvalidUTF8(f"invalid UTF-8 in text message: {exc}") from None
+        self._frag_parts.append(text)  # type: ignore[arg-type]
+        self._part_done = done + len(chunk)
+
+    def _frame(
+        self, events: list[Event], opcode: int, payload: bytes, fin: bool, rsv: int
+    ) -> None:
+        # Slow path: fragments, control frames, extensions.
+        done = self._part_done
+        if done:
+            # The frame's head was validated while incomplete; the payload
+            # slice here starts at offset 0 so drop what was decoded.
+            payload = payload[done:]
+            self._part_done = 0
+        if self.extensions:
+            frame = Frame(opcode, payload, fin, rsv)
+            for ext in reversed(self.extensions):
+                frame = ext.decode(frame, max_size=self.max_size)
+            if frame.rsv:
+                raise ProtocolError("reserved bits must be 0")
+            payload = frame.data
+        if opcode >= OP_CLOSE:
+            self._control(events, opcode, payload)
+            return
+        if opcode != OP_CONT:
+            self._frag_op = opcode
+            self._frag_size = 0
+            if not done:  # else parts hold the text validated while incomplete
+                self._frag_parts = []
+        size = self._frag_size + len(payload) + done
+        if self.max_size is not None and size > self.max_size:
+            raise PayloadTooBig(
+                f"message of {size} bytes exceeds max_size of {self.max_size} bytes"
+            )
+        self._frag_size = size
+        if self._frag_op == OP_TEXT:
+            decoder = self._decoder
+            if decoder is None:
+                decoder = self._decoder = _utf8_decoder()
+            try:
+                text = decoder.decode(payload, fin)
+            except UnicodeDecodeError as exc:
+                raise InvalidUTF8(f"invalid UTF-8 in text message: {exc}") from None
+            self._frag_parts.append(text)  # type: ignore[arg-type]
+            if fin:
+                events.append("".join(self._frag_parts))  # type: ignore[arg-type]
+                self._decoder = None
+        else:
+            self._frag_parts.append(payload)  # type: ignore[arg-type]
+            if fin:
+                events.append(b"".join(self._frag_parts))  # type: ignore[arg-type]
+        if fin:
+            self._frag_op = 0
+            self._frag_parts = []
+            self._frag_size = 0
+
+    def _control(self, events: list[Event], opcode: int, payload: bytes) -> None:
+        if opcode == OP_PING:
+            # §5.5.2: answer with a pong carrying the same payload, unless we
+            # already sent a close frame (nothing may follow it).
+            if self.close_sent is None:
+                self._out.append(encode_frame(OP_PONG, payload, mask=self.mask))
+            events.append(Ping(payload))
+        elif opcode == OP_PONG:
+            # §5.5.3: unsolicited pongs are allowed; the I/O layer ignores
+            # those that match no ping.
+            events.append(Pong(payload))
+        else:
+            self.close_rcvd = close = Close.parse(payload)
+            self._discard = True
+            if self.close_sent is None:
+                # §5.5.1: echo the peer's status code.
+                self.close_rcvd_then_sent = True
+                self.close_sent = Close(close.code, "")
+                self._out.append(
+                    encode_frame(OP_CLOSE, self.close_sent.serialize(), mask=self.mask)
+                )
+            else:
+                self.close_rcvd_then_sent = False
+            self.state = CLOSING
+            if self.side is SERVER:
+                # §7.1.1: the server closes the TCP connection first.
+                self.close_transport = True
+
+    def receive_eof(self) -> None:
+        """The peer closed the TCP connection."""
+        self.state = CLOSED
+        self._discard = True
+        self._buf = bytearray()
+
+    def fail(self, exc: ProtocolError) -> None:
+        """Fail the connection (§7.1.7): send a close frame, then close TCP."""
+        if self.failed is None:
+            self.failed = exc
+        if self.close_sent is None and self.state is not CLOSED:
+            self.close_sent = Close(exc.code, _short(str(exc)))
+            self._out.append(encode_frame(OP_CLOSE, self.close_sent.serialize(), mask=self.mask))
+            if self.close_rcvd is not None:
+                self.close_rcvd_then_sent = True
+        if self.state is OPEN:
+            self.state = CLOSING
+        self._discard = True
+        self.close_transport = True
+
+    def data_to_send(self) -> list[bytes]:
+        """Return and clear the bytes the protocol queued on its own."""
+        out = self._out
+        if out:
+            self._out = []
+        return out
+
+    # -- sending -----------------------------------------------------------
+
+    def _encode(self, opcode: int, data: bytes, fin: bool) -> bytes:
+        if self.extensions:
+            frame = Frame(opcode, data, fin, 0)
+            for ext in self.extensions:
+                frame = ext.encode(frame)
+            return encode_frame(frame.opcode, frame.data, frame.fin, frame.rsv, self.mask)
+        return encode_frame(opcode, data, fin, 0, self.mask)
+
+    def _check_send(self, opcode: int, fin: bool) -> int:
+        # Returns the opcode to put on the wire, tracking fragmentation.
+        if self.state is not OPEN:
+            raise InvalidState(f"cannot send a message: connection is {self.state.name}")
+        if self._send_frag_op:
+            if opcode != OP_CONT:
+                raise InvalidState("a fragmented message is being sent; send continuations")
+            if fin:
+                self._send_frag_op = 0
+            return OP_CONT
+        if opcode == OP_CONT:
+            raise InvalidState("no fragmented message is being sent")
+        if not fin:
+            self._send_frag_op = opcode
+        return opcode
+
+    def send_text(self, data: str, fin: bool = True) -> bytes:
+        """Encode a text frame (or the first frame of a fragmented text message)."""
+        if self.state is OPEN and not self._send_frag_op and not self.extensions and fin:
+            # Common case first: one frame, no extension.
+            return encode_frame(OP_TEXT, data.encode(), True, 0, self.mask)
+        return self._encode(self._check_send(OP_TEXT, fin), data.encode(), fin)
+
+    def send_binary(self, data: bytes | bytearray | memoryview, fin: bool = True) -> bytes:
+        """Encode a binary frame (or the first frame of a fragmented binary message)."""
+        if self.state is OPEN and not self._send_frag_op and not self.extensions and fin:
+            return encode_frame(OP_BINARY, data, True, 0, self.mask)
+        return self._encode(self._check_send(OP_BINARY, fin), bytes(data), fin)
+
+    def send_continuation(self, data: bytes, fin: bool) -> bytes:
+        """Encode the next frame of a message being sent in fragments."""
+        return self._encode(self._check_send(OP_CONT, fin), data, fin)
+
+    def _check_control(self, data: bytes) -> None:
+        if self.close_sent is not None or self.state is CLOSED:
+            raise InvalidState("cannot send a control frame after a close frame")
+        if len(data) > 125:
+            raise ProtocolError(f"control frame payload is {len(data)} bytes; at most 125")
+
+    def send_ping(self, data: bytes) -> bytes:
+        """Encode a ping."""
+        self._check_control(data)
+        return encode_frame(OP_PING, data, mask=self.mask)
+
+    def send_pong(self, data: bytes) -> bytes:
+        """Encode a pong."""
+        self._check_control(data)
+        return encode_frame(OP_PONG, data, mask=self.mask)
+
+    def send_close(self, code: int = 1000, reason: str = "") -> bytes:
+        """Start (or finish) the closing handshake; b"" if a close was already sent.
+
+        Raises:
+            ProtocolError: the code can't be sent or the reason is too long.
+        """
+        payload = check_close(code, reason)
+        if self.close_sent is not None or self.state is CLOSED:
+            return b""
+        self.close_sent = Close(code, reason) if payload else Close(1005, "")
+        if self.close_rcvd is not None:
+            self.close_rcvd_then_sent = True
+            if self.side is SERVER:
+                self.close_transport = True
+        else:
+            self.close_rcvd_then_sent = False
+        self.state = CLOSING
+        return encode_frame(OP_CLOSE, payload, mask=self.mask)
+
+    # -- state -------------------------------------------------------------
+
+    @property
+    def close_code(self) -> int | None:
+        """The close code received; 1006 if the connection closed without one."""
+        if self.state is not CLOSED:
+            return None
+        return 1006 if self.close_rcvd is None else self.close_rcvd.code
+
+    @property
+    def close_reason(self) -> str | None:
+        """The close reason received; "" if none."""
+        if self.state is not CLOSED:
+            return None
+        return "" if self.close_rcvd is None else self.close_rcvd.reason
+
+    @property
+    def closed_ok(self) -> bool:
+        """Whether both close frames were exchanged with 1000 or 1001."""
+        return (
+            self.close_rcvd is not None
+            and self.close_sent is not None
+            and self.close_rcvd.code in OK_CLOSE_CODES
+            and self.close_sent.code in OK_CLOSE_CODES
+        )
