@@ -234,6 +234,12 @@ class ServerConnection(Connection):
                 if name in headers:
                     del headers[name]
                 headers[name] = value
+        if response.status_code != 101:
+            # A plain answer ends the connection: frame the body for the client.
+            if "Content-Length" not in headers:
+                headers["Content-Length"] = str(len(response.body))
+            if "Connection" not in headers:
+                headers["Connection"] = "close"
 
     def handshake_lost(self, exc: Exception | None) -> None:
         if self._hs_timer is not None:
