@@ -96,6 +96,16 @@ class WstestProgress:
     planned_count: int | None = None
     started: list[str] = field(default_factory=list)
 
+    def describe(self) -> str:
+        total = self.planned_count if self.planned_count is not None else "?"
+        text = f"{len(self.started)}/{total} cases started"
+        if self.started:
+            text += f", last started: {self.started[-1]}"
+        if self.planned and len(self.planned) > len(self.started):
+            # A case is only logged once its opening handshake succeeded.
+            text += f", next: {self.planned[len(self.started)]}"
+        return text
+
     @classmethod
     def from_log(cls, text: str) -> WstestProgress:
         progress = cls()
@@ -273,15 +283,8 @@ def run_wstest(
                 if now >= deadline:
                     stop_process(proc)
                     progress = WstestProgress.from_log(log.read_text(errors="replace"))
-                    where = (
-                        f"while running case {progress.started[-1]}"
-                        if progress.started
-                        else "before any case started"
-                    )
-                    total = progress.planned_count if progress.planned_count is not None else "?"
                     raise HarnessError(
-                        f"wstest timed out after {timeout:g}s {where} "
-                        f"({len(progress.started)}/{total} cases started); "
+                        f"wstest timed out after {timeout:g}s ({progress.describe()}); "
                         f"raise --timeout or look at {log}"
                     )
                 progress = WstestProgress.from_log(log.read_text(errors="replace"))
@@ -291,11 +294,8 @@ def run_wstest(
                     raise HarnessError("no Autobahn case matches the --cases/--exclude patterns")
                 if not quiet and now >= next_report:
                     next_report = now + progress_every
-                    current = progress.started[-1] if progress.started else "-"
-                    total = progress.planned_count if progress.planned_count is not None else "?"
                     print(
-                        f"  ... {now - start:.0f}s: case {current} "
-                        f"({len(progress.started)}/{total} started)",
+                        f"  ... {now - start:.0f}s: {progress.describe()}",
                         file=sys.stderr,
                         flush=True,
                     )
@@ -319,10 +319,9 @@ def load_results(outdir: Path, agent: str) -> dict[str, CaseResult]:
         raise HarnessError(f"wstest wrote no {index}") from exc
     except ValueError as exc:
         raise HarnessError(f"cannot parse {index}: {exc}") from exc
-    if agent not in data:
-        raise HarnessError(f"{index} has no results for agent {agent!r} (has {sorted(data)})")
     results: dict[str, CaseResult] = {}
-    for case_id, entry in data[agent].items():
+    # No entry for the agent at all when not a single case got connected.
+    for case_id, entry in data.get(agent, {}).items():
         results[case_id] = CaseResult(
             case_id=case_id,
             behavior=str(entry.get("behavior")),
@@ -626,6 +625,10 @@ def run(args: argparse.Namespace) -> int:
                 stop_process(server)
 
     results = load_results(outdir, agent)
+    if not results and not progress.planned:
+        raise HarnessError(
+            f"wstest reported no results; see {wstest_log} and {server_log}:\n{tail(server_log)}"
+        )
     summary = build_summary(
         results, progress.planned, outdir, time.monotonic() - started, server_problem
     )

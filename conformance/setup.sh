@@ -105,7 +105,7 @@ if ! { [ -x "$venv/bin/python" ] && is_py27 "$venv/bin/python" \
         || die "virtualenv failed to create $venv"
 fi
 
-log "installing pinned requirements (this takes about a minute the first time)"
+log "installing pinned requirements (one to two minutes the first time)"
 "$venv/bin/python" -m pip install --quiet -r "$reqs" \
     || die "pip install -r $reqs failed"
 

@@ -62,7 +62,8 @@ def test_autobahn_sections_1_to_10(tmp_path: Path) -> None:
 
     summary = [line for line in proc.stdout.splitlines() if line.startswith("autobahn")]
     print("\n".join(summary) or proc.stdout)
-    assert proc.returncode == 0, (
-        f"Autobahn|Testsuite ({cases}) failed, exit status {proc.returncode}\n"
+    status = proc.returncode
+    assert status == 0, (
+        f"Autobahn|Testsuite ({cases}) failed, exit status {status}\n"
         f"{proc.stdout}\n{proc.stderr[-4000:]}"
     )

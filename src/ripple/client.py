@@ -89,7 +89,8 @@ class ClientConnection(Connection):
         self._hs_buf = bytearray()
         self._hs_done.set_result(None)
         self.start_protocol(
-            Protocol(CLIENT, max_size=self.max_size, extensions=extensions), leftover
+            Protocol(CLIENT, max_size=self.max_size, extensions=extensions, defer_failure=True),
+            leftover,
         )
 
     def handshake_lost(self, exc: Exception | None) -> None:

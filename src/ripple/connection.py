@@ -17,7 +17,7 @@ import collections
 import logging
 import os
 import uuid
-from collections.abc import AsyncIterable, Iterable, Mapping
+from collections.abc import AsyncIterable, Callable, Iterable, Mapping
 from typing import Any
 
 from .exceptions import (
@@ -214,9 +214,15 @@ class Connection(asyncio.Protocol):
             # Wake the consumer once per chunk, not once per message.
             if q and recv_waiter is not None and not recv_waiter.done():
                 recv_waiter.set_result(None)
-            if not self._reading_paused and (
-                (self.max_queue is not None and len(q) >= self.max_queue)
-                or qbytes > self.read_limit
+            # Only with messages queued: recv() is what resumes reading, so
+            # pausing on an empty queue (max_queue=0, a pong) would stall.
+            if (
+                q
+                and not self._reading_paused
+                and (
+                    (self.max_queue is not None and len(q) >= self.max_queue)
+                    or qbytes > self.read_limit
+                )
             ):
                 self._pause_reading()
         if p._out or p._discard:
@@ -225,6 +231,13 @@ class Connection(asyncio.Protocol):
     def _after_receive(self, p: Protocol) -> None:
         transport = self.transport
         assert transport is not None
+        if p.pending_failure is not None:
+            if self._queue:
+                # Let the application handle what came before the error,
+                # but not forever.
+                self._arm_close_timer(self._fail_pending)
+            else:
+                p.fail(p.pending_failure)
         for chunk in p.data_to_send():
             transport.write(chunk)
         if p.failed is not None and self._close_handle is None:
@@ -337,6 +350,8 @@ class Connection(asyncio.Protocol):
         p = self.protocol
         if p is None:
             raise InvalidState("the opening handshake hasn't completed")
+        if p.pending_failure is not None:
+            self._fail_pending()
         if p.state is not OPEN and (p._discard or p.state is CLOSED):
             raise self._closed_exc()
         waiter: asyncio.Future[None] = self.loop.create_future()
@@ -600,12 +615,22 @@ class Connection(asyncio.Protocol):
         p.fail(exc)
         self._after_receive(p)
 
-    def _arm_close_timer(self) -> None:
+    def _arm_close_timer(self, callback: Callable[[], None] | None = None) -> None:
         if self._close_handle is None and not self._lost.done():
             timeout = self.close_timeout
             self._close_handle = self.loop.call_later(
-                10 if timeout is None else timeout, self._close_expired
+                10 if timeout is None else timeout, callback or self._close_expired
             )
+
+    def _fail_pending(self) -> None:
+        # The protocol error that followed the messages now in the queue.
+        p = self.protocol
+        if p is not None and p.pending_failure is not None:
+            if self._close_handle is not None:
+                self._close_handle.cancel()
+                self._close_handle = None
+            p.fail(p.pending_failure)
+            self._after_receive(p)
 
     def _close_expired(self) -> None:
         if self.transport is not None and not self._lost.done():
@@ -630,6 +655,12 @@ class Connection(asyncio.Protocol):
         Raises:
             ProtocolError: the code can't be sent or the reason is too long.
         """
+        if code == 1005:
+            # The sans-I/O layer takes 1005 to mean "a close frame without a
+            # code"; for applications it is reserved (RFC 6455 §7.4.1).
+            raise ProtocolError(
+                "close code 1005 can't be sent: use 1000-1003, 1007-1014, or 3000-4999"
+            )
         p = self.protocol
         if p is None:
             if self.transport is not None:

@@ -210,7 +210,9 @@ class ServerConnection(Connection):
             return False
         self.subprotocol = subprotocol
         self._write_response(response)
-        protocol = Protocol(SERVER, max_size=self.max_size, extensions=extensions)
+        protocol = Protocol(
+            SERVER, max_size=self.max_size, extensions=extensions, defer_failure=True
+        )
         leftover = bytes(self._hs_buf)
         self._hs_buf = bytearray()
         self.start_protocol(protocol, leftover)
@@ -230,9 +232,14 @@ class ServerConnection(Connection):
             if "server" not in extra_names:
                 headers["Server"] = self.server.server_header
         if extra is not None:
+            # An extra header replaces a default one of the same name, but
+            # repeated extra headers (e.g. Set-Cookie) are all kept.
+            replaced: set[str] = set()
             for name, value in Headers(extra).raw_items():
-                if name in headers:
-                    del headers[name]
+                if name.lower() not in replaced:
+                    replaced.add(name.lower())
+                    if name in headers:
+                        del headers[name]
                 headers[name] = value
         if response.status_code != 101:
             # A plain answer ends the connection: frame the body for the client.

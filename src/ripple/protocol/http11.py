@@ -39,7 +39,7 @@ _TOKEN = re.compile(rb"[-!#$%&'*+.^_`|~0-9a-zA-Z]+")
 # obs-text (bytes >= 0x80); never CR, LF or NUL.
 _VALUE = re.compile(rb"[\x09\x20-\x7e\x80-\xff]*")
 _REQUEST_LINE = re.compile(rb"([-!#$%&'*+.^_`|~0-9a-zA-Z]+) ([^ ]+) HTTP/(\d)\.(\d)")
-_STATUS_LINE = re.compile(rb"HTTP/(\d)\.(\d) (\d{3}) ?([\x09\x20-\x7e\x80-\xff]*)")
+_STATUS_LINE = re.compile(rb"HTTP/(\d)\.(\d) (\d{3})(?: ([\x09\x20-\x7e\x80-\xff]*))?")
 
 STATUS_PHRASES: Final[dict[int, str]] = {
     101: "Switching Protocols",
@@ -122,11 +122,14 @@ class Response:
 def _split_head(buf: bytes | bytearray) -> tuple[list[bytes], int] | None:
     end = buf.find(b"\r\n\r\n")
     if end < 0:
-        if len(buf) > MAX_HEAD_SIZE:
+        # Up to 3 bytes of the CRLFCRLF ending the head may already be here.
+        if len(buf) > MAX_HEAD_SIZE + 3:
             raise SecurityError(f"HTTP head exceeds {MAX_HEAD_SIZE} bytes")
-        # A single line can't be over the limit while we wait for the rest.
+        # A single line can't be over the limit while we wait for the rest
+        # (a trailing CR may start the line's CRLF).
         last = buf.rfind(b"\r\n")
-        if len(buf) - (last + 2 if last >= 0 else 0) > MAX_LINE_LENGTH:
+        partial = len(buf) - (last + 2 if last >= 0 else 0) - buf.endswith(b"\r")
+        if partial > MAX_LINE_LENGTH:
             raise SecurityError(f"HTTP line exceeds {MAX_LINE_LENGTH} bytes")
         return None
     if end > MAX_HEAD_SIZE:
@@ -144,10 +147,13 @@ def _parse_headers(lines: list[bytes]) -> Headers:
     headers = Headers()
     for line in lines:
         name, sep, value = line.partition(b":")
+        if line[:1] in (b" ", b"\t"):
+            raise InvalidMessage(
+                f"obsolete line folding (a header line starting with whitespace): {line[:80]!r}"
+            )
         if not sep:
             raise InvalidMessage(f"invalid HTTP header line: {line[:80]!r}")
         if not _TOKEN.fullmatch(name):
-            # Also catches obsolete line folding (a line starting with space).
             raise InvalidMessage(f"invalid HTTP header name: {name[:80]!r}")
         value = value.strip(b" \t")
         if not _VALUE.fullmatch(value):
@@ -206,7 +212,7 @@ def parse_response(buf: bytes | bytearray) -> tuple[Response, int] | None:
     match = _STATUS_LINE.fullmatch(lines[0])
     if match is None:
         raise InvalidMessage(f"invalid HTTP status line: {lines[0][:80]!r}")
-    major, minor, status, reason = match.groups()
+    major, minor, status, reason = match.groups(b"")
     if (major, minor) != (b"1", b"1"):
         raise InvalidMessage(f"unsupported HTTP version: {major.decode()}.{minor.decode()}")
     code = int(status)
@@ -215,9 +221,12 @@ def parse_response(buf: bytes | bytearray) -> tuple[Response, int] | None:
     headers = _parse_headers(lines[1:])
     body = b""
     if code != 101 and code >= 200 and code not in (204, 304):
-        raw = headers.get("Content-Length")
-        if raw is not None:
-            if not raw.isdigit():
+        lengths = headers.get_all("Content-Length")
+        if len(lengths) > 1:
+            raise InvalidMessage(f"more than one Content-Length: {', '.join(lengths)}")
+        if lengths:
+            raw = lengths[0]
+            if not (raw.isascii() and raw.isdigit()):  # "²".isdigit() is True
                 raise InvalidMessage(f"invalid Content-Length: {raw}")
             size = int(raw)
             if size > MAX_BODY_SIZE:

@@ -100,6 +100,19 @@ def _rotate(key: bytes, offset: int) -> bytes:
     return key[r:] + key[:r] if r else key
 
 
+def _decode(decoder: codecs.IncrementalDecoder, data: bytes, final: bool) -> str:
+    # Fail fast: CPython keeps a surrogate's first two bytes (ED A0-BF) as
+    # pending input instead of rejecting them; no continuation makes them valid.
+    try:
+        text = decoder.decode(data, final)
+    except UnicodeDecodeError as exc:
+        raise InvalidUTF8(f"invalid UTF-8 in text message: {exc}") from None
+    pending = decoder.getstate()[0]
+    if len(pending) >= 2 and pending[0] == 0xED and pending[1] >= 0xA0:
+        raise InvalidUTF8("invalid UTF-8 in text message: surrogate")
+    return text
+
+
 def _short(message: str) -> str:
     # Close reasons must fit the 123 bytes left in a control frame.
     data = message.encode()
@@ -130,10 +143,12 @@ class Protocol:
         "close_rcvd_then_sent",
         "close_sent",
         "close_transport",
+        "defer_failure",
         "extensions",
         "failed",
         "mask",
         "max_size",
+        "pending_failure",
         "side",
         "state",
     )
@@ -144,8 +159,14 @@ class Protocol:
         *,
         max_size: int | None = 2**20,
         extensions: Sequence[Extension] = (),
+        defer_failure: bool = False,
     ) -> None:
         self.side = side
+        #: With defer_failure, a protocol error doesn't fail the connection at
+        #: once: it waits in :attr:`pending_failure` until the caller has
+        #: handled the messages received before it, then calls :meth:`fail`.
+        self.defer_failure = defer_failure
+        self.pending_failure: ProtocolError | None = None
         self.mask = side is CLIENT
         self.max_size = max_size
         self.extensions = list(extensions)
@@ -260,7 +281,7 @@ class Protocol:
                 fend = hdr + length
                 if fend > end:
                     if (
-                        not rsv
+                        not self.extensions  # extensions decode whole frames
                         and end > hdr
                         and (opcode == OP_TEXT or (opcode == OP_CONT and self._frag_op == OP_TEXT))
                     ):
@@ -290,8 +311,14 @@ class Protocol:
                     if self._discard:
                         break
         except ProtocolError as exc:
-            self.fail(exc)
             self._buf = bytearray()
+            if self.defer_failure:
+                # Messages that came before the error are delivered first; the
+                # error follows them, as it did on the wire.
+                self.pending_failure = exc
+                self._discard = True
+            else:
+                self.fail(exc)
             return events
         if self._discard:
             self._buf = bytearray()
@@ -314,10 +341,7 @@ class Protocol:
             chunk = apply_mask(chunk, _rotate(bytes(key), done))
         if self._decoder is None:
             self._decoder = _utf8_decoder()
-        try:
-            text = self._decoder.decode(chunk, False)
-        except UnicodeDecodeError as exc:
-            raise InvalidUTF8(f"invalid UTF-8 in text message: {exc}") from None
+        text = _decode(self._decoder, chunk, False)
         self._frag_parts.append(text)  # type: ignore[arg-type]
         self._part_done = done + len(chunk)
 
@@ -356,10 +380,7 @@ class Protocol:
             decoder = self._decoder
             if decoder is None:
                 decoder = self._decoder = _utf8_decoder()
-            try:
-                text = decoder.decode(payload, fin)
-            except UnicodeDecodeError as exc:
-                raise InvalidUTF8(f"invalid UTF-8 in text message: {exc}") from None
+            text = _decode(decoder, payload, fin)
             self._frag_parts.append(text)  # type: ignore[arg-type]
             if fin:
                 events.append("".join(self._frag_parts))  # type: ignore[arg-type]
@@ -409,6 +430,7 @@ class Protocol:
 
     def fail(self, exc: ProtocolError) -> None:
         """Fail the connection (§7.1.7): send a close frame, then close TCP."""
+        self.pending_failure = None
         if self.failed is None:
             self.failed = exc
         if self.close_sent is None and self.state is not CLOSED:

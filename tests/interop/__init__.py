@@ -1,0 +1,1 @@
+"""Interop tests: ripple against WebSocket implementations written elsewhere."""

@@ -1,0 +1,510 @@
+"""The Connection API (both sides) over real sockets on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+
+import ripple
+from aio_helpers import Parked, RawPeer, Servers, eventually, open_raw, server_port, within
+from ripple.protocol.state import CLOSED, CLOSING, OPEN
+
+pytestmark = pytest.mark.timeout(20)
+
+Pair = tuple[ripple.ClientConnection, ripple.ServerConnection]
+
+
+# -- properties ---------------------------------------------------------------
+
+
+async def test_properties_while_open(pair: Pair) -> None:
+    client, server = pair
+    assert client.closed is False and server.closed is False
+    assert client.state is OPEN and server.state is OPEN
+    # The two ends of one TCP connection.
+    assert client.local_address == server.remote_address
+    assert client.remote_address == server.local_address
+    assert client.remote_address[0] == "127.0.0.1"
+    assert client.subprotocol is None and server.subprotocol is None
+    # The request a client sent is the one the server received.
+    assert client.request is not None and server.request is not None
+    assert client.request.path == server.request.path == "/"
+    key = client.request_headers["Sec-WebSocket-Key"]
+    assert server.request_headers["Sec-WebSocket-Key"] == key
+    assert server.request_headers["Upgrade"] == "websocket"
+    assert client.response is not None and client.response.status_code == 101
+    assert server.response is not None and server.response.status_code == 101
+    accept = client.response_headers["Sec-WebSocket-Accept"]
+    assert server.response_headers["Sec-WebSocket-Accept"] == accept
+    assert isinstance(client.id, uuid.UUID) and isinstance(server.id, uuid.UUID)
+    assert client.id != server.id
+    assert client.close_code is None and client.close_reason is None
+    assert server.close_code is None and server.close_reason is None
+    assert client.latency == 0.0
+
+
+async def test_properties_after_close(pair: Pair) -> None:
+    client, server = pair
+    await within(client.close(4001, "done here"))
+    await within(server.wait_closed())
+    assert client.closed is True and server.closed is True
+    assert client.state is CLOSED and server.state is CLOSED
+    assert server.close_code == 4001 and server.close_reason == "done here"
+    # The client receives the server's echo of the code (no reason).
+    assert client.close_code == 4001 and client.close_reason == ""
+
+
+# -- send / recv --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("message", "expected"),
+    [
+        ("héllo", "héllo"),
+        ("", ""),
+        (b"\x00\xffbytes", b"\x00\xffbytes"),
+        (bytearray(b"array"), b"array"),
+        (memoryview(b"view"), b"view"),
+        ("x" * 70000, "x" * 70000),  # 64-bit length
+        (b"y" * 300, b"y" * 300),  # 16-bit length
+    ],
+)
+async def test_send_and_recv_both_ways(
+    pair: Pair, message: str | bytes, expected: str | bytes
+) -> None:
+    client, server = pair
+    await within(client.send(message))
+    got = await within(server.recv())
+    assert got == expected and type(got) is type(expected)
+    await within(server.send(message))
+    got = await within(client.recv())
+    assert got == expected and type(got) is type(expected)
+
+
+async def test_messages_arrive_in_order(pair: Pair) -> None:
+    client, server = pair
+    for i in range(100):
+        await client.send(str(i))
+    assert [await within(server.recv()) for _ in range(100)] == [str(i) for i in range(100)]
+
+
+async def test_send_list_of_str_is_one_message(pair: Pair) -> None:
+    client, server = pair
+    await within(client.send(["frag", "men", "ted"]))
+    await within(client.send("next"))
+    assert await within(server.recv()) == "fragmented"
+    assert await within(server.recv()) == "next"
+
+
+async def test_send_list_of_bytes_is_one_message(pair: Pair) -> None:
+    client, server = pair
+    await within(server.send([b"ab", bytearray(b"cd"), memoryview(b"ef")]))
+    await within(server.send(b"next"))
+    assert await within(client.recv()) == b"abcdef"
+    assert await within(client.recv()) == b"next"
+
+
+async def test_send_generator_and_async_generator(pair: Pair) -> None:
+    client, server = pair
+
+    async def agen() -> AsyncIterator[str]:
+        for part in ("as", "ync"):
+            await asyncio.sleep(0)
+            yield part
+
+    await within(client.send(agen()))
+    await within(client.send(b for b in (b"g", b"en")))
+    assert await within(server.recv()) == "async"
+    assert await within(server.recv()) == b"gen"
+
+
+async def test_send_empty_iterable_sends_nothing(pair: Pair) -> None:
+    client, server = pair
+    await within(client.send([]))
+    await within(client.send("after"))
+    assert await within(server.recv()) == "after"
+
+
+async def test_fragments_go_out_as_separate_frames(servers: Servers) -> None:
+    # Seen by a hand-written peer: one frame per item, continuation opcodes.
+    parked = Parked()
+    server, _ = await servers.start(parked)
+    peer = await open_raw("127.0.0.1", server_port(server))
+    try:
+        status, _, _ = await peer.handshake()
+        assert status == 101
+        conn = await parked.next()
+        await within(conn.send(["a", "b", "c"]))
+        frames = [await peer.recv_frame() for _ in range(3)]
+        assert frames == [(False, 0x1, b"a"), (False, 0x0, b"b"), (True, 0x0, b"c")]
+        await within(conn.send([b"x", b"y"]))
+        frames = [await peer.recv_frame() for _ in range(2)]
+        assert frames == [(False, 0x2, b"x"), (True, 0x0, b"y")]
+    finally:
+        peer.writer.transport.abort()
+
+
+async def test_mixed_fragment_types_raise_type_error(pair: Pair) -> None:
+    client, server = pair
+    # The type clash is found before any frame went out: the connection
+    # stays usable.
+    with pytest.raises(TypeError):
+        await within(client.send(["text", b"bytes"]))
+    with pytest.raises(TypeError):
+        await within(client.send([b"bytes", "text"]))
+    with pytest.raises(TypeError):
+        await within(client.send([1, 2]))
+    await within(client.send("still fine"))
+    assert await within(server.recv()) == "still fine"
+
+
+async def test_type_error_in_the_middle_of_a_fragmented_message_fails_1011(
+    pair: Pair,
+) -> None:
+    client, server = pair
+    # "a" went out as a first fragment when b"c" turns out to be bytes: the
+    # message can't be finished, so the connection fails with 1011.
+    with pytest.raises(TypeError):
+        await within(client.send(["a", "b", b"c"]))
+    with pytest.raises(ripple.ConnectionClosedError) as info:
+        await within(server.recv())
+    assert info.value.code == 1011
+    await within(client.wait_closed())
+
+
+@pytest.mark.parametrize("bad", [{"a": 1}, 42, None, 1.5])
+async def test_send_unsupported_type_raises_type_error(pair: Pair, bad: object) -> None:
+    client, server = pair
+    with pytest.raises(TypeError):
+        await within(client.send(bad))  # type: ignore[arg-type]
+    await within(client.send("ok"))
+    assert await within(server.recv()) == "ok"
+
+
+async def test_concurrent_recv_raises_concurrency_error(pair: Pair) -> None:
+    client, server = pair
+    first = asyncio.create_task(server.recv())
+    await asyncio.sleep(0.01)
+    with pytest.raises(ripple.ConcurrencyError):
+        await within(server.recv())
+    # The first recv() is unaffected.
+    await within(client.send("for the first"))
+    assert await within(first) == "for the first"
+
+
+async def test_concurrent_fragmented_sends_dont_interleave(pair: Pair) -> None:
+    client, server = pair
+    release = asyncio.Event()
+
+    async def slow() -> AsyncIterator[str]:
+        yield "slow-1 "
+        await release.wait()
+        yield "slow-2"
+
+    first = asyncio.create_task(client.send(slow()))
+    await asyncio.sleep(0.01)
+    second = asyncio.create_task(client.send("plain"))
+    await asyncio.sleep(0.01)
+    assert not second.done()  # waits for the fragmented message to finish
+    release.set()
+    await within(asyncio.gather(first, second))
+    assert await within(server.recv()) == "slow-1 slow-2"
+    assert await within(server.recv()) == "plain"
+
+
+# -- ping / pong --------------------------------------------------------------
+
+
+async def test_ping_future_resolves_to_rtt(pair: Pair) -> None:
+    client, server = pair
+    for conn in (client, server):
+        waiter = await within(conn.ping(b"payload"))
+        rtt = await within(waiter)
+        assert isinstance(rtt, float) and rtt >= 0
+    # str payloads and random payloads.
+    rtt = await within(await within(client.ping("text")))
+    assert isinstance(rtt, float)
+    rtt = await within(await within(client.ping()))
+    assert isinstance(rtt, float)
+    assert client.latency == pytest.approx(rtt)
+
+
+async def test_duplicate_ping_payload_raises_concurrency_error(pair: Pair) -> None:
+    client, _ = pair
+    waiter = await client.ping(b"same")
+    with pytest.raises(ripple.ConcurrencyError):
+        await client.ping(b"same")
+    await within(waiter)
+    # Once answered, the payload may be used again.
+    await within(await within(client.ping(b"same")))
+
+
+async def test_ping_payload_too_long(pair: Pair) -> None:
+    client, _ = pair
+    with pytest.raises(ripple.ProtocolError):
+        await client.ping(b"x" * 126)
+
+
+async def test_pong_sends_an_unsolicited_pong(servers: Servers) -> None:
+    parked = Parked()
+    server, _ = await servers.start(parked)
+    peer = await open_raw("127.0.0.1", server_port(server))
+    try:
+        await peer.handshake()
+        conn = await parked.next()
+        await within(conn.pong(b"heartbeat"))
+        assert await peer.recv_frame() == (True, 0xA, b"heartbeat")
+        await within(conn.pong())
+        assert await peer.recv_frame() == (True, 0xA, b"")
+    finally:
+        peer.writer.transport.abort()
+
+
+async def test_unsolicited_pong_is_ignored_by_the_peer(pair: Pair) -> None:
+    client, server = pair
+    await within(client.pong(b"nobody asked"))
+    await within(client.send("after"))
+    assert await within(server.recv()) == "after"
+    assert server.state is OPEN
+
+
+async def test_pending_ping_fails_when_connection_closes(pair: Pair) -> None:
+    client, server = pair
+    # Pause the server's reading so the ping can't be answered.
+    assert server.transport is not None
+    server.transport.pause_reading()
+    waiter = await client.ping(b"never")
+    client.transport.abort()  # type: ignore[union-attr]
+    with pytest.raises(ripple.ConnectionClosed):
+        await within(waiter)
+    server.transport.resume_reading()  # let the server see the EOF
+    await within(server.wait_closed())
+
+
+async def test_ping_and_pong_after_close_raise(pair: Pair) -> None:
+    client, _ = pair
+    await within(client.close())
+    with pytest.raises(ripple.ConnectionClosed):
+        await client.ping()
+    with pytest.raises(ripple.ConnectionClosed):
+        await client.pong()
+
+
+# -- closing ------------------------------------------------------------------
+
+
+async def test_close_code_and_reason_reach_the_peer(pair: Pair) -> None:
+    client, server = pair
+    await within(client.close(4321, "bye now"))
+    with pytest.raises(ripple.ConnectionClosedError) as info:
+        await within(server.recv())
+    assert info.value.code == 4321
+    assert info.value.reason == "bye now"
+    assert server.close_code == 4321 and server.close_reason == "bye now"
+
+
+async def test_server_close_code_and_reason_reach_the_client(pair: Pair) -> None:
+    client, server = pair
+    await within(server.close(1001, "going away"))
+    with pytest.raises(ripple.ConnectionClosedOK) as info:
+        await within(client.recv())
+    assert info.value.code == 1001 and info.value.reason == "going away"
+    await within(client.wait_closed())
+    assert client.close_code == 1001 and client.close_reason == "going away"
+
+
+@pytest.mark.parametrize("code", [1005, 1006, 999, 1004, 1015, 5000])
+async def test_close_with_invalid_code_raises_protocol_error(pair: Pair, code: int) -> None:
+    client, server = pair
+    with pytest.raises(ripple.ProtocolError):
+        await within(client.close(code))
+    # Nothing was sent: the connection is still open.
+    await within(client.send("open"))
+    assert await within(server.recv()) == "open"
+
+
+async def test_close_with_too_long_reason_raises_protocol_error(pair: Pair) -> None:
+    client, _ = pair
+    with pytest.raises(ripple.ProtocolError):
+        await within(client.close(1000, "r" * 124))
+
+
+async def test_close_twice_is_harmless(pair: Pair) -> None:
+    client, server = pair
+    await within(client.close())
+    await within(client.close())
+    await within(server.wait_closed())
+    assert client.close_code == 1000
+
+
+@pytest.mark.parametrize("code", [1000, 1001])
+async def test_async_for_ends_on_normal_close(pair: Pair, code: int) -> None:
+    client, server = pair
+    for i in range(3):
+        await client.send(f"m{i}")
+    await within(client.close(code))
+    received = []
+
+    async def consume() -> None:
+        async for message in server:
+            received.append(message)
+
+    await within(consume())
+    # Messages sent before the close are delivered before iteration ends.
+    assert received == ["m0", "m1", "m2"]
+
+
+@pytest.mark.parametrize("code", [1011, 4000, 1008])
+async def test_async_for_raises_on_error_close(pair: Pair, code: int) -> None:
+    client, server = pair
+    await client.send("before")
+    await within(client.close(code, "reason"))
+    received = []
+
+    async def consume() -> None:
+        async for message in server:
+            received.append(message)
+
+    with pytest.raises(ripple.ConnectionClosedError) as info:
+        await within(consume())
+    assert received == ["before"]
+    assert info.value.code == code
+
+
+async def test_async_for_raises_on_abrupt_disconnect(pair: Pair) -> None:
+    client, server = pair
+    client.transport.abort()  # type: ignore[union-attr]
+
+    async def consume() -> None:
+        async for _ in server:
+            pass
+
+    with pytest.raises(ripple.ConnectionClosedError) as info:
+        await within(consume())
+    assert info.value.code == 1006
+    await within(server.wait_closed())
+    assert server.close_code == 1006
+
+
+async def test_send_after_close_raises_connection_closed(pair: Pair) -> None:
+    client, server = pair
+    await within(client.close())
+    with pytest.raises(ripple.ConnectionClosedOK):
+        await client.send("too late")
+    with pytest.raises(ripple.ConnectionClosed):
+        await client.send([b"too", b"late"])
+    await within(server.wait_closed())
+    with pytest.raises(ripple.ConnectionClosedOK):
+        await server.send("too late")
+
+
+async def test_recv_after_normal_close_raises_connection_closed_ok(pair: Pair) -> None:
+    client, server = pair
+    await within(client.close())
+    with pytest.raises(ripple.ConnectionClosedOK):
+        await within(client.recv())
+    with pytest.raises(ripple.ConnectionClosedOK):
+        await within(server.recv())
+    # Again: a closed connection keeps raising.
+    with pytest.raises(ripple.ConnectionClosedOK):
+        await within(server.recv())
+
+
+async def test_recv_after_error_close_raises_connection_closed_error(pair: Pair) -> None:
+    client, server = pair
+    await within(server.close(1011, "oops"))
+    with pytest.raises(ripple.ConnectionClosedError) as info:
+        await within(client.recv())
+    assert info.value.code == 1011 and info.value.reason == "oops"
+    with pytest.raises(ripple.ConnectionClosedError):
+        await within(server.recv())
+
+
+async def test_pending_recv_is_woken_by_close(pair: Pair) -> None:
+    client, server = pair
+    pending = asyncio.create_task(server.recv())
+    await asyncio.sleep(0.01)
+    await within(client.close())
+    with pytest.raises(ripple.ConnectionClosedOK):
+        await within(pending)
+
+
+async def test_wait_closed(pair: Pair) -> None:
+    client, server = pair
+    waiter = asyncio.create_task(server.wait_closed())
+    await asyncio.sleep(0.01)
+    assert not waiter.done()
+    await within(client.close())
+    await within(waiter)
+    assert server.closed
+    # Cancelling a waiter doesn't affect the connection (it's shielded).
+    client2_wait = asyncio.create_task(client.wait_closed())
+    await within(client2_wait)
+
+
+async def test_state_goes_closing_then_closed(servers: Servers) -> None:
+    parked = Parked()
+    server, _ = await servers.start(parked, close_timeout=5)
+    peer = await open_raw("127.0.0.1", server_port(server))
+    try:
+        await peer.handshake()
+        conn = await parked.next()
+        closing = asyncio.create_task(conn.close(1000, "x"))
+        await eventually(lambda: conn.state is CLOSING)
+        assert not closing.done()
+        assert await peer.recv_until(0x8) == b"\x03\xe8x"
+        peer.send_close(1000)
+        await within(closing)
+        assert conn.state is CLOSED and conn.close_code == 1000
+    finally:
+        peer.writer.transport.abort()
+
+
+# -- bad input from the peer ----------------------------------------------------
+
+
+async def _raw_pair(servers: Servers) -> tuple[RawPeer, ripple.ServerConnection]:
+    parked = Parked()
+    server, _ = await servers.start(parked)
+    peer = await open_raw("127.0.0.1", server_port(server))
+    status, _, _ = await peer.handshake()
+    assert status == 101
+    return peer, await parked.next()
+
+
+async def test_invalid_utf8_closes_with_1007(servers: Servers) -> None:
+    peer, conn = await _raw_pair(servers)
+    try:
+        peer.send_frame(0x1, b"\xff\xfe")
+        payload = await peer.recv_until(0x8)
+        assert int.from_bytes(payload[:2], "big") == 1007
+        assert await peer.read_eof() == b""
+        with pytest.raises(ripple.ConnectionClosedError):
+            await within(conn.recv())
+    finally:
+        peer.writer.transport.abort()
+
+
+async def test_unmasked_client_frame_closes_with_1002(servers: Servers) -> None:
+    peer, conn = await _raw_pair(servers)
+    try:
+        peer.mask = False
+        peer.send_frame(0x1, b"unmasked")
+        payload = await peer.recv_until(0x8)
+        assert int.from_bytes(payload[:2], "big") == 1002
+        await within(conn.wait_closed())
+    finally:
+        peer.writer.transport.abort()
+
+
+async def test_peer_ping_is_answered_with_pong(servers: Servers) -> None:
+    peer, conn = await _raw_pair(servers)
+    try:
+        peer.send_frame(0x9, b"are you there")
+        assert await peer.recv_frame() == (True, 0xA, b"are you there")
+        assert conn.state is OPEN
+    finally:
+        peer.writer.transport.abort()
