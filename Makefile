@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest conformance install clean
+.PHONY: run test lint typecheck pytest conformance conformance-client install clean
 
 $(STAMP): pyproject.toml setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,11 @@ pytest: $(STAMP)
 conformance: $(STAMP)
 	bash conformance/setup.sh
 	$(PY) conformance/run.py
+
+## make conformance-client: Autobahn|Testsuite fuzzing server against ripple's client
+conformance-client: $(STAMP)
+	bash conformance/setup.sh
+	$(PY) conformance/run.py --client
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info src/ripple/*.so

@@ -1,9 +1,14 @@
 #!/usr/bin/env python3
-"""Run the Autobahn|Testsuite fuzzing client against a WebSocket echo server.
+"""Run the Autobahn|Testsuite against ripple's echo server or its client.
 
-The server under test is started as a subprocess on a free loopback port,
-``wstest -m fuzzingclient`` (Python 2.7, from ``conformance/.venv27``, see
-``setup.sh``) is run against it, and the JSON reports are summarised.
+By default the server under test is started as a subprocess on a free
+loopback port, ``wstest -m fuzzingclient`` (Python 2.7, from
+``conformance/.venv27``, see ``setup.sh``) is run against it, and the JSON
+reports are summarised.
+
+With ``--client`` it is the other way round: ``wstest -m fuzzingserver`` is
+started on a free port and a client driver (``client_driver.py``, which uses
+``ripple.connect``) runs every case against it, echoing each message.
 
 Exit status: 0 when every case's ``behavior`` and ``behaviorClose`` are OK or
 INFORMATIONAL, 1 when some case fails (or was never reported), 2 when the run
@@ -35,7 +40,12 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 DEFAULT_WSTEST = HERE / ".venv27" / "bin" / "wstest"
 DEFAULT_REPORTS_DIR = HERE / "reports" / "servers"
+DEFAULT_CLIENT_REPORTS_DIR = HERE / "reports" / "clients"
 DEFAULT_SERVER_CMD = "{python} -m ripple echo --host 127.0.0.1 --port {port}"
+CLIENT_DRIVER = HERE / "client_driver.py"
+DEFAULT_CLIENT_CMD = "{python} {driver} --url {url} --agent {agent} --case-timeout {case_timeout}"
+DEFAULT_SERVER_AGENT = "testee"
+DEFAULT_CLIENT_AGENT = "ripple"
 # Sections 1-10; 12.* and 13.* (permessage-deflate) are not run by default.
 DEFAULT_CASES = ",".join(f"{n}.*" for n in range(1, 11))
 HOST = "127.0.0.1"
@@ -54,6 +64,8 @@ EXIT_ERROR = 2
 _RUNNING_RE = re.compile(r"^Running test case ID (\S+) for agent")
 _PLANNED_RE = re.compile(r"^Cases = (\[.*\])\s*$")
 _COUNT_RE = re.compile(r"^Ok, will run (\d+) test cases")
+# client_driver.py's line for each finished case, and for a failed one.
+_DRIVER_CASE_RE = re.compile(r"^case (\d+)/(\d+): (.*)$")
 # Per-case report fields worth showing for a failing case.
 _DETAIL_FIELDS = (
     "description",
@@ -161,14 +173,19 @@ def free_port(host: str = HOST) -> int:
         return port
 
 
+def command_argv(template: str, option: str, **values: Any) -> list[str]:
+    """Split a command template, then fill in the placeholders in ``values``."""
+    try:
+        return [arg.format(**values) for arg in shlex.split(template)]
+    except (KeyError, IndexError, ValueError) as exc:
+        names = [f"{{{name}}}" for name in values]
+        known = " and ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names)
+        raise HarnessError(f"bad {option} {template!r}: {exc!r} (only {known} are known)") from exc
+
+
 def server_argv(template: str, port: int, python: str) -> list[str]:
     """Split the server command template, then fill in {port} and {python}."""
-    try:
-        return [arg.format(port=port, python=python) for arg in shlex.split(template)]
-    except (KeyError, IndexError, ValueError) as exc:
-        raise HarnessError(
-            f"bad --server-cmd {template!r}: {exc!r} (only {{port}} and {{python}} are known)"
-        ) from exc
+    return command_argv(template, "--server-cmd", port=port, python=python)
 
 
 def tail(path: Path, lines: int = 30) -> str:
@@ -239,7 +256,7 @@ def wstest_env() -> dict[str, str]:
 def clean_reports_dir(outdir: Path, agent: str) -> None:
     """Remove the files an earlier run left, so stale results are never read."""
     outdir.mkdir(parents=True, exist_ok=True)
-    patterns = ["index.json", "index.html", "spec.json", "wstest.log", "server.log"]
+    patterns = ["index.json", "index.html", "spec.json", "wstest.log", "server.log", "client.log"]
     patterns += [f"{agent}_case_*.json", f"{agent}_case_*.html"]
     for pattern in patterns:
         for path in outdir.glob(pattern):
@@ -428,9 +445,9 @@ def _fmt_counts(counts: dict[str, int]) -> str:
     return ", ".join(f"{name} {n}" for name, n in items)
 
 
-def summary_line(summary: dict[str, Any]) -> str:
+def summary_line(summary: dict[str, Any], label: str = "autobahn") -> str:
     parts = [f"{n} {name}" for name, n in summary["behavior"].items()]
-    return f"autobahn: {summary['cases']} cases, " + ", ".join(parts)
+    return f"{label}: {summary['cases']} cases, " + ", ".join(parts)
 
 
 def _one_line(value: Any) -> str:
@@ -469,7 +486,12 @@ def detail_lines(details: dict[str, Any]) -> list[str]:
     return lines
 
 
-def print_summary(summary: dict[str, Any], max_details: int = 40) -> None:
+def print_summary(
+    summary: dict[str, Any],
+    max_details: int = 40,
+    label: str = "autobahn",
+    problem_label: str = "server problem",
+) -> None:
     for name, sec in summary["sections"].items():
         print(
             f"section {name}: {sec['cases']} cases, {_fmt_counts(sec['behavior'])}; "
@@ -491,7 +513,7 @@ def print_summary(summary: dict[str, Any], max_details: int = 40) -> None:
                     print(f"      {line}")
     if summary["server_problem"]:
         print()
-        print(f"server problem: {summary['server_problem']}")
+        print(f"{problem_label}: {summary['server_problem']}")
     print()
     print(f"reports: {summary['reports_dir']}/index.html ({summary['elapsed_seconds']}s)")
     if failures:
@@ -500,8 +522,209 @@ def print_summary(summary: dict[str, Any], max_details: int = 40) -> None:
             + " ".join(f"{f['id']}={f['behavior']}/{f['behaviorClose']}" for f in failures)
         )
     close = ", ".join(f"{n} {name}" for name, n in summary["behaviorClose"].items())
-    print(f"autobahn close: {summary['cases']} cases, {close}")
-    print(summary_line(summary))
+    print(f"{label} close: {summary['cases']} cases, {close}")
+    print(summary_line(summary, label))
+
+
+# --------------------------------------------------------------------------- client mode
+
+
+@dataclass
+class DriverProgress:
+    """What client_driver.py's output says about the run so far."""
+
+    total: int | None = None
+    finished: int = 0
+    errors: list[tuple[int, str]] = field(default_factory=list)
+
+    def describe(self, planned: Sequence[str] | None) -> str:
+        total = self.total if self.total is not None else "?"
+        text = f"{self.finished}/{total} cases run"
+        if self.finished:
+            text += f", last: {case_name(self.finished, planned)}"
+        return text
+
+    @classmethod
+    def from_log(cls, text: str) -> DriverProgress:
+        progress = cls()
+        for line in text.splitlines():
+            if m := _DRIVER_CASE_RE.match(line):
+                number = int(m.group(1))
+                progress.total = int(m.group(2))
+                progress.finished = max(progress.finished, number)
+                if m.group(3).startswith("ERROR "):
+                    progress.errors.append((number, m.group(3)[len("ERROR ") :]))
+        return progress
+
+
+def case_name(number: int, planned: Sequence[str] | None) -> str:
+    """The case id of the fuzzing server's case ``number`` (1-based), if known."""
+    if planned and 1 <= number <= len(planned):
+        return planned[number - 1]
+    return f"#{number}"
+
+
+def start_fuzzingserver(wstest: Path, spec: Path, log: Path) -> subprocess.Popen[bytes]:
+    with log.open("wb") as out:
+        try:
+            return subprocess.Popen(
+                # --webport 0: no extra HTTP server on port 8080.
+                [str(wstest), "-m", "fuzzingserver", "-s", str(spec), "--webport", "0"],
+                cwd=str(spec.parent),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=wstest_env(),
+                start_new_session=True,
+            )
+        except OSError as exc:
+            raise HarnessError(f"cannot start {wstest}: {exc}") from exc
+
+
+def run_client_driver(
+    argv: list[str],
+    log: Path,
+    fuzzer: subprocess.Popen[bytes],
+    fuzzer_log: Path,
+    planned: Sequence[str] | None,
+    timeout: float,
+    quiet: bool,
+    progress_every: float = 20.0,
+) -> DriverProgress:
+    """Run the client driver until it finishes; raise HarnessError if it can't."""
+    start = time.monotonic()
+    deadline = start + timeout
+    next_report = start + progress_every
+    with log.open("wb") as out:
+        try:
+            proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=dict(os.environ, PYTHONUNBUFFERED="1"),
+                start_new_session=True,
+            )
+        except OSError as exc:
+            raise HarnessError(f"cannot start client {argv[0]!r}: {exc}") from exc
+        try:
+            while proc.poll() is None:
+                now = time.monotonic()
+                if now >= deadline:
+                    stop_process(proc)
+                    progress = DriverProgress.from_log(log.read_text(errors="replace"))
+                    raise HarnessError(
+                        f"client driver timed out after {timeout:g}s "
+                        f"({progress.describe(planned)}); raise --timeout or look at {log}"
+                    )
+                rc = fuzzer.poll()
+                if rc is not None:
+                    raise HarnessError(
+                        f"wstest fuzzingserver exited with status {rc} during the run; "
+                        f"last output ({fuzzer_log}):\n{tail(fuzzer_log)}"
+                    )
+                if not quiet and now >= next_report:
+                    next_report = now + progress_every
+                    progress = DriverProgress.from_log(log.read_text(errors="replace"))
+                    print(
+                        f"  ... {now - start:.0f}s: {progress.describe(planned)}",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+                time.sleep(0.25)
+        finally:
+            if proc.poll() is None:
+                stop_process(proc)
+    if proc.returncode != 0:
+        raise HarnessError(
+            f"client driver exited with status {proc.returncode}; "
+            f"last output ({log}):\n{tail(log)}"
+        )
+    return DriverProgress.from_log(log.read_text(errors="replace"))
+
+
+def run_client(args: argparse.Namespace, wstest: Path, cases: list[str]) -> int:
+    """--client: wstest's fuzzing server against the client driver."""
+    agent = clean_agent_name(args.agent or DEFAULT_CLIENT_AGENT)
+    outdir: Path = (args.reports_dir or DEFAULT_CLIENT_REPORTS_DIR).resolve()
+    clean_reports_dir(outdir, agent)
+
+    port = free_port()
+    url = f"ws://{HOST}:{port}"
+    argv = command_argv(
+        args.client_cmd,
+        "--client-cmd",
+        python=sys.executable,
+        driver=str(CLIENT_DRIVER),
+        url=url,
+        agent=agent,
+        case_timeout=f"{args.case_timeout:g}",
+    )
+    client_log = outdir / "client.log"
+    wstest_log = outdir / "wstest.log"
+    started = time.monotonic()
+
+    spec_path = outdir / "spec.json"
+    spec = {
+        "url": url,
+        "outdir": str(outdir),
+        "cases": cases,
+        "exclude-cases": split_patterns(args.exclude),
+        "exclude-agent-cases": {},
+    }
+    spec_path.write_text(json.dumps(spec, indent=2) + "\n")
+
+    if not args.quiet:
+        print(
+            f"wstest fuzzingserver: cases {','.join(cases)}"
+            + (f" excluding {args.exclude}" if args.exclude else "")
+            + f" on {url}",
+            file=sys.stderr,
+            flush=True,
+        )
+    fuzzer = start_fuzzingserver(wstest, spec_path, wstest_log)
+    try:
+        wait_for_port(HOST, port, fuzzer, args.startup_timeout, wstest_log)
+        planned = WstestProgress.from_log(wstest_log.read_text(errors="replace"))
+        if planned.planned_count == 0:
+            raise HarnessError("no Autobahn case matches the --cases/--exclude patterns")
+        if not args.quiet:
+            print(f"client: {shlex.join(argv)}", file=sys.stderr, flush=True)
+        progress = run_client_driver(
+            argv,
+            client_log,
+            fuzzer,
+            wstest_log,
+            planned.planned,
+            args.timeout,
+            args.quiet,
+        )
+    finally:
+        stop_process(fuzzer)
+
+    client_problem: str | None = None
+    if progress.errors:
+        shown = "; ".join(
+            f"{case_name(n, planned.planned)}: {msg}" for n, msg in progress.errors[:10]
+        )
+        more = len(progress.errors) - 10
+        client_problem = (
+            f"the client driver could not finish {len(progress.errors)} case(s): {shown}"
+            + (f"; and {more} more (see {client_log})" if more > 0 else "")
+        )
+    results = load_results(outdir, agent)
+    if not results and not planned.planned:
+        raise HarnessError(
+            f"wstest reported no results; see {wstest_log} and {client_log}:\n{tail(client_log)}"
+        )
+    summary = build_summary(
+        results, planned.planned, outdir, time.monotonic() - started, client_problem
+    )
+    print_summary(summary, args.max_details, "autobahn client", "client problem")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(dict(summary, mode="client"), indent=2) + "\n")
+    return EXIT_OK if summary["ok"] else EXIT_FAILED
 
 
 # --------------------------------------------------------------------------- main
@@ -509,7 +732,13 @@ def print_summary(summary: dict[str, Any], max_details: int = 40) -> None:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description="Run Autobahn|Testsuite (fuzzingclient) against a WebSocket echo server.",
+        description="Run Autobahn|Testsuite (fuzzingclient) against a WebSocket echo server, "
+        "or with --client its fuzzingserver against ripple's client.",
+    )
+    parser.add_argument(
+        "--client",
+        action="store_true",
+        help="test the client: run wstest -m fuzzingserver and drive --client-cmd against it",
     )
     parser.add_argument(
         "--cases",
@@ -524,10 +753,25 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         f"(default: {DEFAULT_SERVER_CMD!r})",
     )
     parser.add_argument(
+        "--client-cmd",
+        default=DEFAULT_CLIENT_CMD,
+        help="with --client, the client driver command; {python}, {driver} (client_driver.py), "
+        "{url}, {agent} and {case_timeout} are substituted "
+        f"(default: {DEFAULT_CLIENT_CMD!r})",
+    )
+    parser.add_argument(
+        "--case-timeout",
+        type=float,
+        default=120.0,
+        help="with --client, seconds the driver lets one case run before aborting its "
+        "connection (default: 120)",
+    )
+    parser.add_argument(
         "--timeout",
         type=float,
         default=1200.0,
-        help="limit in seconds for the whole wstest run (default: 1200)",
+        help="limit in seconds for the whole wstest run (or client driver run with "
+        "--client) (default: 1200)",
     )
     parser.add_argument(
         "--startup-timeout",
@@ -545,10 +789,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--reports-dir",
         type=Path,
-        default=DEFAULT_REPORTS_DIR,
-        help=f"where wstest writes its reports (default: {DEFAULT_REPORTS_DIR})",
+        default=None,
+        help=f"where wstest writes its reports (default: {DEFAULT_REPORTS_DIR}, "
+        f"or {DEFAULT_CLIENT_REPORTS_DIR} with --client)",
     )
-    parser.add_argument("--agent", default="testee", help="agent name used in the reports")
+    parser.add_argument(
+        "--agent",
+        default=None,
+        help=f"agent name used in the reports (default: {DEFAULT_SERVER_AGENT}, "
+        f"or {DEFAULT_CLIENT_AGENT} with --client)",
+    )
     parser.add_argument(
         "--max-details",
         type=int,
@@ -568,8 +818,10 @@ def run(args: argparse.Namespace) -> int:
     cases = split_patterns(args.cases)
     if not cases:
         raise HarnessError("--cases selects nothing")
-    agent = clean_agent_name(args.agent)
-    outdir: Path = args.reports_dir.resolve()
+    if args.client:
+        return run_client(args, wstest, cases)
+    agent = clean_agent_name(args.agent or DEFAULT_SERVER_AGENT)
+    outdir: Path = (args.reports_dir or DEFAULT_REPORTS_DIR).resolve()
     clean_reports_dir(outdir, agent)
 
     port = free_port()

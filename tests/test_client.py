@@ -317,3 +317,11 @@ async def test_client_write_limit_suspends_send(raw_server: RawServer) -> None:
 async def test_unix_connect_to_missing_path_raises_os_error(sock_path: str) -> None:
     with pytest.raises(OSError):
         await within(ripple.unix_connect(sock_path))
+
+
+async def test_frames_right_after_the_101_are_kept(raw_server: RawServer) -> None:
+    # The server's first frame arrives in the same segment as its 101.
+    raw_server.reply = lambda key: RawServer.accept(key) + b"\x81\x05first"
+    url = await raw_server.start()
+    async with ripple.connect(url, ping_interval=None, close_timeout=0.5) as client:
+        assert await within(client.recv()) == "first"

@@ -1,6 +1,7 @@
-"""Autobahn|Testsuite sections 1-10 against ``ripple echo``.
+"""Autobahn|Testsuite sections 1-10 against ``ripple echo`` and ripple's client.
 
-Runs ``conformance/run.py`` in a subprocess; see conformance/README.md.
+Runs ``conformance/run.py`` (and ``conformance/run.py --client``) in a
+subprocess; see conformance/README.md.
 Without the Python 2.7 environment (``conformance/setup.sh``) the test is
 skipped locally but fails when CI=true.  Set RIPPLE_AUTOBAHN_CASES (e.g.
 "1.*,7.*") to run fewer cases.
@@ -20,7 +21,7 @@ HARNESS = ROOT / "conformance" / "run.py"
 WSTEST = ROOT / "conformance" / ".venv27" / "bin" / "wstest"
 DEFAULT_CASES = ",".join(f"{n}.*" for n in range(1, 11))
 # Bound for wstest itself; the subprocess gets a little more for start-up and
-# shutdown.  Sections 1-10 normally take about a minute.
+# shutdown.  Sections 1-10 normally take about a minute in each direction.
 HARNESS_TIMEOUT = 1200
 
 
@@ -28,8 +29,8 @@ def _in_ci() -> bool:
     return os.environ.get("CI", "").strip().lower() in {"true", "1", "yes"}
 
 
-@pytest.mark.conformance
-def test_autobahn_sections_1_to_10(tmp_path: Path) -> None:
+def _run_harness(tmp_path: Path, *extra: str) -> None:
+    """Run conformance/run.py (plus ``extra`` options) and assert it passed."""
     if not os.access(WSTEST, os.X_OK):
         reason = f"Autobahn|Testsuite not installed ({WSTEST} missing): run conformance/setup.sh"
         if _in_ci():
@@ -40,6 +41,7 @@ def test_autobahn_sections_1_to_10(tmp_path: Path) -> None:
     cmd = [
         sys.executable,
         str(HARNESS),
+        *extra,
         "--cases",
         cases,
         "--timeout",
@@ -63,7 +65,19 @@ def test_autobahn_sections_1_to_10(tmp_path: Path) -> None:
     summary = [line for line in proc.stdout.splitlines() if line.startswith("autobahn")]
     print("\n".join(summary) or proc.stdout)
     status = proc.returncode
+    direction = " (client)" if "--client" in extra else ""
     assert status == 0, (
-        f"Autobahn|Testsuite ({cases}) failed, exit status {status}\n"
+        f"Autobahn|Testsuite{direction} ({cases}) failed, exit status {status}\n"
         f"{proc.stdout}\n{proc.stderr[-4000:]}"
     )
+
+
+@pytest.mark.conformance
+def test_autobahn_sections_1_to_10(tmp_path: Path) -> None:
+    _run_harness(tmp_path)
+
+
+@pytest.mark.conformance
+def test_autobahn_client_sections_1_to_10(tmp_path: Path) -> None:
+    """The other direction: wstest's fuzzing server against ripple's client."""
+    _run_harness(tmp_path, "--client")

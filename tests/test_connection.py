@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import enum
 import uuid
 from collections.abc import AsyncIterator
 
@@ -82,6 +83,26 @@ async def test_send_and_recv_both_ways(
     await within(server.send(message))
     got = await within(client.recv())
     assert got == expected and type(got) is type(expected)
+
+
+class Color(str, enum.Enum):
+    RED = "red"
+
+
+class Blob(bytes):
+    pass
+
+
+async def test_send_str_and_bytes_subclasses(pair: Pair) -> None:
+    client, server = pair
+    await within(client.send(Color.RED))
+    got = await within(server.recv())
+    assert got == "red" and type(got) is str
+    await within(client.send(Blob(b"blob")))
+    got = await within(server.recv())
+    assert got == b"blob" and type(got) is bytes
+    await within(client.send([Color.RED, "!"]))
+    assert await within(server.recv()) == "red!"
 
 
 async def test_messages_arrive_in_order(pair: Pair) -> None:
@@ -434,15 +455,22 @@ async def test_pending_recv_is_woken_by_close(pair: Pair) -> None:
 
 async def test_wait_closed(pair: Pair) -> None:
     client, server = pair
+    # Cancelling a waiter doesn't affect the connection (it's shielded).
+    cancelled = asyncio.create_task(server.wait_closed())
+    await asyncio.sleep(0.01)
+    cancelled.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await cancelled
+    assert not server.closed
     waiter = asyncio.create_task(server.wait_closed())
     await asyncio.sleep(0.01)
     assert not waiter.done()
+    await client.send("still open")
+    assert await within(server.recv()) == "still open"
     await within(client.close())
     await within(waiter)
     assert server.closed
-    # Cancelling a waiter doesn't affect the connection (it's shielded).
-    client2_wait = asyncio.create_task(client.wait_closed())
-    await within(client2_wait)
+    await within(client.wait_closed())  # returns at once when closed
 
 
 async def test_state_goes_closing_then_closed(servers: Servers) -> None:

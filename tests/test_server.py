@@ -422,12 +422,13 @@ async def test_handler_connection_closed_is_not_an_error(
 async def test_subprotocol_negotiated_on_both_sides(servers: Servers) -> None:
     parked = Parked()
     _, url = await servers.start(parked, subprotocols=["chat", "superchat"])
-    async with ripple.connect(url, subprotocols=["superchat", "chat"]) as client:
+    async with ripple.connect(url, subprotocols=["unknown", "superchat"]) as client:
         conn = await parked.next()
         assert client.subprotocol == "superchat"
         assert conn.subprotocol == "superchat"
         assert client.response_headers["Sec-WebSocket-Protocol"] == "superchat"
-    async with ripple.connect(url, subprotocols=["unknown", "chat"]) as client:
+    # Both acceptable: the server's preference order wins.
+    async with ripple.connect(url, subprotocols=["superchat", "chat"]) as client:
         conn = await parked.next()
         assert client.subprotocol == conn.subprotocol == "chat"
 
@@ -1127,3 +1128,39 @@ async def test_rsv_bit_without_extension_closes_with_1002(servers: Servers) -> N
         peer.writer.write(build_frame(0x1, b"x", rsv=0x40))
         payload = await peer.recv_until(0x8)
         assert int.from_bytes(payload[:2], "big") == 1002
+
+
+async def test_frames_pipelined_after_the_request_are_kept(servers: Servers) -> None:
+    parked = Parked()
+    server, _ = await servers.start(parked)
+    async with raw_connection(server_port(server)) as peer:
+        # Request and first frames in one write, before the 101 came back.
+        peer.writer.write(
+            b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            + build_frame(0x1, b"early")
+            + build_frame(0x2, b"bird")
+        )
+        status, headers, _ = await within(read_http_response(peer.reader))
+        assert status == 101
+        assert headers["sec-websocket-accept"] == "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        conn = await parked.next()
+        assert await within(conn.recv()) == "early"
+        assert await within(conn.recv()) == b"bird"
+
+
+async def test_close_during_an_opening_handshake() -> None:
+    async def slow_process_request(conn: ripple.ServerConnection, request: Any) -> None:
+        await asyncio.sleep(0.3)
+
+    server = await within(ripple.serve(echo, "127.0.0.1", 0, process_request=slow_process_request))
+    connecting = asyncio.ensure_future(ripple.connect(ws_url(server)))
+    await eventually(lambda: bool(server._transports))
+    server.close()
+    server.close()  # idempotent
+    await within(server.wait_closed())
+    # The handshake finished, then the connection was closed with 1001.
+    client = await within(connecting)
+    with pytest.raises(ripple.ConnectionClosedOK) as info:
+        await within(client.recv())
+    assert info.value.code == 1001

@@ -28,7 +28,7 @@ else:  # pragma: no cover - Python 3.10
 
 
 def broadcast(
-    connections: Iterable[Connection],
+    websockets: Iterable[Connection],
     message: Data,
     raise_exceptions: bool = False,
 ) -> None:
@@ -41,7 +41,7 @@ def broadcast(
     interleave). Nothing waits for slow clients: use it for fan-out.
 
     Args:
-        connections: the connections to send to.
+        websockets: the connections to send to.
         message: str for a text message, bytes-like for binary.
         raise_exceptions: raise an ExceptionGroup of the failures (closed or
             busy connections) instead of logging them at debug level.
@@ -59,12 +59,14 @@ def broadcast(
         raise TypeError(f"message must be str or bytes, not {type(message).__name__}")
     shared: bytes | None = None
     errors: list[Exception] = []
-    for connection in connections:
+    for connection in websockets:
         p = connection.protocol
         transport = connection.transport
         if p is None or p.state is not OPEN or transport is None:
             if raise_exceptions:
                 errors.append(connection._closed_exc())
+            else:
+                logger.debug("broadcast skipped %s: not open", connection.id)
             continue
         if connection._send_frag is not None:
             if raise_exceptions:

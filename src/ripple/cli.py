@@ -45,10 +45,14 @@ async def run_echo(host: str, port: int, unix: str | None, max_size: int | None)
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the `ripple` command."""
-    parser = argparse.ArgumentParser(prog="ripple", description="ripple WebSocket tools")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    # -v works before or after the command: `ripple -v echo`, `ripple echo -v`.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser = argparse.ArgumentParser(
+        prog="ripple", description="ripple WebSocket tools", parents=[common]
+    )
     sub = parser.add_subparsers(dest="command", required=True)
-    echo = sub.add_parser("echo", help="run a WebSocket echo server")
+    echo = sub.add_parser("echo", help="run a WebSocket echo server", parents=[common])
     echo.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
     echo.add_argument("--port", type=int, default=8765, help="TCP port (8765; 0 picks one)")
     echo.add_argument("--unix", metavar="PATH", help="listen on a unix socket instead")

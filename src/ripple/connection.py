@@ -138,6 +138,7 @@ class Connection(asyncio.Protocol):
         self._pings: dict[bytes, tuple[asyncio.Future[float] | None, float]] = {}
         self._ka_handle: asyncio.TimerHandle | None = None
         self._ka_data: bytes | None = None
+        self._rx_seen = False
         self._close_handle: asyncio.TimerHandle | None = None
         self._lost = self.loop.create_future()
 
@@ -197,6 +198,7 @@ class Connection(asyncio.Protocol):
         if p is None:
             self.handshake_data(data)
             return
+        self._rx_seen = True  # keepalive: the peer is alive
         events = p.receive_data(data)
         if events:
             q = self._queue
@@ -336,8 +338,9 @@ class Connection(asyncio.Protocol):
             ConcurrencyError: another coroutine is already in recv().
         """
         q = self._queue
-        if q:
+        if q and self._recv_waiter is None:
             # Fast path: a message is waiting; no suspension, no future.
+            # (With a waiter, the message is the waiter's: ConcurrencyError.)
             msg = q.popleft()
             self._qbytes -= len(msg)
             if self._reading_paused:
@@ -354,19 +357,25 @@ class Connection(asyncio.Protocol):
             self._fail_pending()
         if p.state is not OPEN and (p._discard or p.state is CLOSED):
             raise self._closed_exc()
-        waiter: asyncio.Future[None] = self.loop.create_future()
-        self._recv_waiter = waiter
-        try:
-            await waiter
-        finally:
-            self._recv_waiter = None
-        if q:
-            msg = q.popleft()
-            self._qbytes -= len(msg)
-            if self._reading_paused:
-                self._maybe_resume_reading()
-            return msg
-        raise self._closed_exc()
+        while True:
+            waiter: asyncio.Future[None] = self.loop.create_future()
+            self._recv_waiter = waiter
+            try:
+                await waiter
+            finally:
+                self._recv_waiter = None
+            if q:
+                msg = q.popleft()
+                self._qbytes -= len(msg)
+                if self._reading_paused:
+                    self._maybe_resume_reading()
+                return msg
+            if p.pending_failure is not None:
+                self._fail_pending()
+            # After our own close() the peer may still send messages until
+            # its close frame: keep waiting until input has ended.
+            if p._discard or self.state is CLOSED:
+                raise self._closed_exc()
 
     def __aiter__(self) -> Connection:
         return self
@@ -418,9 +427,12 @@ class Connection(asyncio.Protocol):
         t = type(message)
         if t is str:
             data = p.send_text(message)  # type: ignore[arg-type]
-        elif t is bytes or isinstance(message, (bytearray, memoryview)):
+        elif t is bytes or isinstance(message, (bytes, bytearray, memoryview)):
             data = p.send_binary(message)  # type: ignore[arg-type]
-        elif isinstance(message, (str, Mapping)):
+        elif isinstance(message, str):
+            # A str subclass, e.g. a StrEnum member: text, not an iterable.
+            data = p.send_text(message)
+        elif isinstance(message, Mapping):
             raise TypeError(f"message must be str or bytes, not {t.__name__}")
         elif isinstance(message, Iterable):
             await self._send_fragments(iter(message), None)
@@ -583,6 +595,7 @@ class Connection(asyncio.Protocol):
             data = os.urandom(4)
         self._pings[data] = (None, self.loop.time())
         self._ka_data = data
+        self._rx_seen = False
         self.transport.write(p.send_ping(data))
         if self.ping_timeout is not None:
             self._ka_handle = self.loop.call_later(self.ping_timeout, self._ka_timeout)
@@ -596,10 +609,15 @@ class Connection(asyncio.Protocol):
 
     def _ka_timeout(self) -> None:
         self._ka_handle = None
-        if self._reading_paused and self.ping_timeout is not None:
-            # Reading is paused because the application is behind: the peer
-            # is alive (it sent more than we consume) and its pong is queued
-            # behind that data. Wait rather than call it dead.
+        p = self.protocol
+        if p is None or p.state is not OPEN:
+            return  # closing already: close_timeout bounds that
+        if (self._rx_seen or self._reading_paused) and self.ping_timeout is not None:
+            # The rule: a peer is dead only after a whole ping_timeout in
+            # which nothing arrived while we were reading. Data arriving, or
+            # reading paused because the application is behind, means the
+            # pong may be queued behind a burst: wait another ping_timeout.
+            self._rx_seen = False
             self._ka_handle = self.loop.call_later(self.ping_timeout, self._ka_timeout)
             return
         self.logger.debug("keepalive ping timeout; closing the connection")
@@ -616,10 +634,10 @@ class Connection(asyncio.Protocol):
         self._after_receive(p)
 
     def _arm_close_timer(self, callback: Callable[[], None] | None = None) -> None:
-        if self._close_handle is None and not self._lost.done():
-            timeout = self.close_timeout
+        # close_timeout=None: no limit, as the caller asked.
+        if self._close_handle is None and not self._lost.done() and self.close_timeout is not None:
             self._close_handle = self.loop.call_later(
-                10 if timeout is None else timeout, callback or self._close_expired
+                self.close_timeout, callback or self._close_expired
             )
 
     def _fail_pending(self) -> None:
@@ -670,7 +688,6 @@ class Connection(asyncio.Protocol):
         data = p.send_close(code, reason)
         if data and self.transport is not None and not self._lost.done():
             self.transport.write(data)
-        self._wake_waiters()
         if p.close_transport:
             self._close_transport()
         else:

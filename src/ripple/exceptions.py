@@ -21,7 +21,7 @@ The tree mirrors where a failure comes from::
     │   ├── InvalidUTF8             text that isn't UTF-8 (close 1007)
     │   └── PayloadTooBig           a message over max_size (close 1009)
     ├── InvalidState                an operation not allowed in this state
-    └── ConcurrencyError            two coroutines recv() at once
+    └── ConcurrencyError            two coroutines recv() at once; a duplicate ping
 """
 
 from __future__ import annotations
@@ -220,4 +220,5 @@ class InvalidState(WebSocketException, AssertionError):
 
 
 class ConcurrencyError(WebSocketException, RuntimeError):
-    """Two coroutines called recv() (or iterated) on one connection at once."""
+    """Two coroutines called recv() (or iterated) on one connection at once,
+    or ping() was called with the payload of a ping still awaiting its pong."""

@@ -17,7 +17,7 @@ from .protocol.extensions import ServerExtensionFactory
 from .protocol.handshake import HandshakeRejected, reject, server_accept
 from .protocol.headers import Headers, HeadersLike
 from .protocol.http11 import Request, Response, parse_request
-from .protocol.state import SERVER, Protocol
+from .protocol.state import OPEN, SERVER, Protocol
 from .typing import LoggerLike
 
 __all__ = ["Server", "ServerConnection", "serve", "unix_serve"]
@@ -47,8 +47,6 @@ class ServerConnection(Connection):
         self._hs_buf = bytearray()
         self._hs_timer: asyncio.TimerHandle | None = None
         self._task: asyncio.Task[None] | None = None
-        #: The user name authenticated by basic auth, if any.
-        self.username: str | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -87,6 +85,7 @@ class ServerConnection(Connection):
 
     def _refuse(self, response: Response, exc: Exception) -> None:
         self.logger.debug("handshake refused: %s", exc)
+        self._finish_response(response)
         self._write_response(response)
         assert self.transport is not None
         self.transport.close()
@@ -118,7 +117,9 @@ class ServerConnection(Connection):
         except Exception:
             self.logger.error("opening handshake failed", exc_info=True)
             if self.transport is not None:
-                self._write_response(reject(500, "internal server error"))
+                response = reject(500, "internal server error")
+                self._finish_response(response)
+                self._write_response(response)
                 self.transport.close()
             return
         finally:
@@ -131,9 +132,13 @@ class ServerConnection(Connection):
         try:
             await server.handler(self)
         except ConnectionClosed:
-            # The peer went away while the handler was talking to it:
-            # nothing is wrong on our side.
-            self.logger.debug("connection closed during handler", exc_info=True)
+            if self.protocol is not None and self.protocol.state is OPEN:
+                # Not this connection's: another one the handler used.
+                self.logger.error("connection handler failed", exc_info=True)
+                self._close_after_handler(1011, "internal error")
+            else:
+                # The peer went away while the handler talked to it.
+                self.logger.debug("connection closed during handler", exc_info=True)
         except Exception:
             self.logger.error("connection handler failed", exc_info=True)
             self._close_after_handler(1011, "internal error")
@@ -153,7 +158,6 @@ class ServerConnection(Connection):
         data = p.send_close(code, reason)
         if data and self.transport is not None:
             self.transport.write(data)
-        self._wake_waiters()
         if p.close_transport:
             self._close_transport()
         else:
@@ -179,8 +183,9 @@ class ServerConnection(Connection):
         def select(offered: list[str]) -> str | None:
             if server.select_subprotocol is not None:
                 return server.select_subprotocol(self, offered)
-            for name in offered:
-                if server.subprotocols and name in server.subprotocols:
+            # The server's preference order among what the client offers.
+            for name in server.subprotocols or ():
+                if name in offered:
                     return name
             return None
 
@@ -223,8 +228,8 @@ class ServerConnection(Connection):
         headers = response.headers
         extra = self.server.extra_headers
         if callable(extra):
-            assert self.request is not None
-            extra = extra(self, self.request)
+            # No request parsed (a malformed one): the callable can't run.
+            extra = None if self.request is None else extra(self, self.request)
         if self.server.server_header and "Server" not in headers:
             extra_names = set()
             if extra is not None:

@@ -37,7 +37,7 @@ import ripple
 if sys.version_info >= (3, 11):
     from asyncio import timeout as _timeout
 else:  # aiohttp depends on async-timeout before 3.11
-    from async_timeout import timeout as _timeout
+    from async_timeout import timeout as _timeout  # type: ignore[import-not-found,unused-ignore]
 
 Data = Union[str, bytes]
 
@@ -191,7 +191,7 @@ class AiohttpPeer(Peer):
 
     def __init__(
         self,
-        ws: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
+        ws: web.WebSocketResponse[bool] | aiohttp.ClientWebSocketResponse[bool],
         *,
         autoping: bool,
         session: aiohttp.ClientSession | None = None,

@@ -44,33 +44,39 @@ async def test_peer_ping_is_answered_by_ripple(connect_pair: OpenPair) -> None:
         assert await pair.ripple.recv() == "after ping"
 
 
-async def test_ripple_closes_with_code_and_reason(pair: Pair) -> None:
+# A short reason, and the longest allowed (123 bytes of UTF-8, multi-byte characters).
+REASONS = ["bye", "au revoir ☃ " + "x" * (123 - len("au revoir ☃ ".encode()))]
+
+
+@pytest.mark.parametrize("reason", REASONS, ids=["bye", "123_bytes"])
+async def test_ripple_closes_with_code_and_reason(pair: Pair, reason: str) -> None:
     async with within():
-        await pair.ripple.close(4000, "bye")
+        await pair.ripple.close(4000, reason)
         seen = await pair.peer.wait_closed()
     # The peer got ripple's close frame...
     assert seen.code == 4000
-    assert seen.reason == "bye"
+    assert seen.reason == reason
     # ...and ripple got the peer's reply: an echo of the code, or 1000 from aiohttp.
     assert pair.ripple.closed
     assert pair.ripple.close_code == (4000 if pair.peer.echoes_close_code else 1000)
     with pytest.raises(ripple.ConnectionClosedError) as raised:
         await pair.ripple.recv()
     assert raised.value.sent is not None
-    assert (raised.value.sent.code, raised.value.sent.reason) == (4000, "bye")
+    assert (raised.value.sent.code, raised.value.sent.reason) == (4000, reason)
 
 
-async def test_peer_closes_with_code_and_reason(pair: Pair) -> None:
+@pytest.mark.parametrize("reason", ["later", *REASONS[1:]], ids=["later", "123_bytes"])
+async def test_peer_closes_with_code_and_reason(pair: Pair, reason: str) -> None:
     async with within():
-        seen = await pair.peer.close(4001, "later")
+        seen = await pair.peer.close(4001, reason)
         await pair.ripple.wait_closed()
     # ripple got the peer's close frame...
     assert pair.ripple.close_code == 4001
-    assert pair.ripple.close_reason == "later"
+    assert pair.ripple.close_reason == reason
     with pytest.raises(ripple.ConnectionClosedError) as raised:
         await pair.ripple.recv()
     assert raised.value.rcvd is not None
-    assert (raised.value.rcvd.code, raised.value.rcvd.reason) == (4001, "later")
+    assert (raised.value.rcvd.code, raised.value.rcvd.reason) == (4001, reason)
     # ...and echoed the code (RFC 6455 §5.5.1).
     assert seen.code == 4001
 

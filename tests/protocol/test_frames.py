@@ -7,6 +7,7 @@ import struct
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from protocol_helpers import FIN, RSV1, RSV2, RSV3, parse_frames
 
 from ripple.exceptions import InvalidUTF8, ProtocolError
 from ripple.protocol.frames import (
@@ -22,8 +23,6 @@ from ripple.protocol.frames import (
     encode_frame,
     is_valid_close_code,
 )
-
-from protocol_helpers import FIN, RSV1, RSV2, RSV3, parse_frames
 
 # -- opcodes -----------------------------------------------------------------
 

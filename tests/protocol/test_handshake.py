@@ -69,7 +69,13 @@ def reject_of(request: Request, **kwargs: object) -> HandshakeRejected:
     # Every rejection is a plain-text answer whose body says what was wrong.
     assert response.headers["Content-Type"] == "text/plain; charset=utf-8"
     assert response.headers["Content-Length"] == str(len(response.body))
-    assert "close" in parse_token_list(response.headers.get_all("Connection"))
+    connection = [t.lower() for t in parse_token_list(response.headers.get_all("Connection"))]
+    # The 426 invites an upgrade (Connection: Upgrade); the others close.
+    assert (
+        "upgrade"
+        if response.status_code == 426 and response.headers.get_all("Upgrade")
+        else "close"
+    ) in connection
     assert response.body.endswith(b"\n") and len(response.body) > 1
     return exc_info.value
 
@@ -370,7 +376,7 @@ def test_server_extension_negotiation() -> None:
 def test_server_extension_offers_over_several_fields() -> None:
     foo, bar = ServerFactory("x-foo"), ServerFactory("x-bar")
     request = make_request(Sec_WebSocket_Extensions="x-bar")
-    request.headers["Sec-WebSocket-Extensions"] = "x-foo; p=\"q\""
+    request.headers["Sec-WebSocket-Extensions"] = 'x-foo; p="q"'
     response, _, extensions = server_accept(
         request, select_subprotocol=no_subprotocol, extension_factories=[foo, bar]
     )
@@ -527,7 +533,9 @@ def test_check_response_subprotocol(
     assert check_response(response, KEY, subprotocols=offered) == (expected, [])
 
 
-@pytest.mark.parametrize(("offered", "chosen"), [(["chat"], "other"), (None, "chat"), ([], "chat")])
+@pytest.mark.parametrize(
+    ("offered", "chosen"), [(["chat"], "other"), (None, "chat"), ([], "chat")]
+)
 def test_check_response_unoffered_subprotocol(offered: list[str] | None, chosen: str) -> None:
     with pytest.raises(NegotiationError, match=f"'{chosen}' that wasn't offered"):
         check_response(ok_response(Sec_WebSocket_Protocol=chosen), KEY, subprotocols=offered)
@@ -620,7 +628,9 @@ def test_server_accept_answers_or_rejects(headers: list[tuple[str, str]], method
     request = Request("/", Headers(headers), method)
     try:
         response, _, accepted = server_accept(
-            request, select_subprotocol=no_subprotocol, extension_factories=[ServerFactory("x-foo")]
+            request,
+            select_subprotocol=no_subprotocol,
+            extension_factories=[ServerFactory("x-foo")],
         )
     except HandshakeRejected as exc:
         assert exc.response.status_code in (400, 405, 426)

@@ -221,7 +221,7 @@ def test_bad_request_target(target: bytes, message: str) -> None:
         b"X\x80: z",
         b"X@Y: z",
         b"X/Y: z",
-        b"X\"Y: z",
+        b'X"Y: z',
     ],
 )
 def test_bad_header_name(line: bytes) -> None:
@@ -447,7 +447,7 @@ def test_response_without_body(data: bytes) -> None:
 
 
 @pytest.mark.parametrize(
-    "value", ["abc", "-1", "+1", "1.0", " ", "1,1", "0x10", "\xb2", "\xb9", "1 1", "١"]
+    "value", ["abc", "-1", "+1", "1.0", " ", "1,1", "0x10", "\xb2", "\xb9", "1 1", "\u0661"]
 )
 def test_invalid_content_length(value: str) -> None:
     data = b"HTTP/1.1 200 OK\r\nContent-Length: " + value.encode("utf-8") + b"\r\n\r\nbody"
@@ -548,7 +548,13 @@ def test_response_serialize_round_trip() -> None:
         ((403, "Forbidden", b"Invalid API key"), 403, "Forbidden", [], b"Invalid API key"),
         ((403, "No", "text body"), 403, "No", [], b"text body"),
         ((200, "OK", {"X": "1"}, b"b"), 200, "OK", [("X", "1")], b"b"),
-        ((200, "", [("X", "1"), ("X", "2")], "é"), 200, "OK", [("X", "1"), ("X", "2")], "é".encode()),
+        (
+            (200, "", [("X", "1"), ("X", "2")], "é"),
+            200,
+            "OK",
+            [("X", "1"), ("X", "2")],
+            "é".encode(),
+        ),
         ((299,), 299, "", [], b""),
     ],
 )

@@ -4,25 +4,12 @@
 from __future__ import annotations
 
 import struct
+from itertools import pairwise
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from ripple.exceptions import InvalidState, InvalidUTF8, PayloadTooBig, ProtocolError
-from ripple.protocol.extensions import Extension, Frame
-from ripple.protocol.frames import (
-    OP_BINARY,
-    OP_CLOSE,
-    OP_CONT,
-    OP_PING,
-    OP_PONG,
-    OP_TEXT,
-    Close,
-    encode_frame,
-)
-from ripple.protocol.state import CLIENT, SERVER, Event, Ping, Pong, Protocol, Side, State
-
 from protocol_helpers import (
     FIN,
     KEY,
@@ -38,6 +25,20 @@ from protocol_helpers import (
     sframe,
     split,
 )
+
+from ripple.exceptions import InvalidState, InvalidUTF8, PayloadTooBig, ProtocolError
+from ripple.protocol.extensions import Extension, Frame
+from ripple.protocol.frames import (
+    OP_BINARY,
+    OP_CLOSE,
+    OP_CONT,
+    OP_PING,
+    OP_PONG,
+    OP_TEXT,
+    Close,
+    encode_frame,
+)
+from ripple.protocol.state import CLIENT, SERVER, Event, Ping, Pong, Protocol, Side, State
 
 SIDES = [SERVER, CLIENT]
 
@@ -656,7 +657,7 @@ def test_multibyte_split_across_fragments_and_chunks(side: Side) -> None:
     text = "€😀" * 5
     raw = text.encode()
     cuts = [0, 1, 3, 4, 8, 9, 10, 15, 20, 21, len(raw)]
-    parts = [raw[a:b] for a, b in zip(cuts, cuts[1:])]
+    parts = [raw[a:b] for a, b in pairwise(cuts)]
     data = b"".join(
         peer_frame(side, OP_TEXT if i == 0 else OP_CONT, p, fin=i == len(parts) - 1)
         for i, p in enumerate(parts)
@@ -673,11 +674,13 @@ def test_multibyte_split_across_fragments_and_chunks(side: Side) -> None:
     text=st.text(max_size=60),
     data=st.data(),
 )
-def test_random_text_fragmentation_and_chunking(side: Side, text: str, data: st.DataObject) -> None:
+def test_random_text_fragmentation_and_chunking(
+    side: Side, text: str, data: st.DataObject
+) -> None:
     raw = text.encode()
     cuts = sorted(data.draw(st.lists(st.integers(0, len(raw)), max_size=6)))
     bounds = [0, *cuts, len(raw)]
-    parts = [raw[a:b] for a, b in zip(bounds, bounds[1:])]
+    parts = [raw[a:b] for a, b in pairwise(bounds)]
     wire = b"".join(
         peer_frame(side, OP_TEXT if i == 0 else OP_CONT, p, fin=i == len(parts) - 1)
         for i, p in enumerate(parts)
@@ -840,13 +843,55 @@ def test_failure_after_peer_close_sends_nothing_more(server: Protocol) -> None:
     assert server.data_to_send() == []
 
 
+# -- deferred failure (messages before an error are handled first) ----------------
+
+
+@pytest.mark.parametrize("side", SIDES, ids=["server", "client"])
+@pytest.mark.parametrize(
+    ("bad", "exc_type", "code"),
+    [
+        (lambda side: peer_frame(side, 0x3, b"x"), ProtocolError, 1002),
+        (lambda side: peer_frame(side, OP_TEXT, b"\xff"), InvalidUTF8, 1007),
+        (lambda side: peer_frame(side, OP_BINARY, bytes(11)), PayloadTooBig, 1009),
+        (lambda side: peer_frame(side, OP_CLOSE, b"\x03"), ProtocolError, 1002),
+    ],
+)
+def test_deferred_failure(side: Side, bad: Any, exc_type: type[ProtocolError], code: int) -> None:
+    proto = Protocol(side, max_size=10, defer_failure=True)
+    data = peer_frame(side, OP_TEXT, b"one") + peer_frame(side, OP_PING, b"p")
+    data += peer_frame(side, OP_BINARY, b"two") + bad(side) + peer_frame(side, OP_TEXT, b"never")
+    events = proto.receive_data(data)
+    assert norm(events) == ["one", ("ping", b"p"), b"two"]
+    # The error waits; the connection isn't failed yet.
+    assert type(proto.pending_failure) is exc_type
+    assert proto.failed is None
+    assert proto.state is State.OPEN
+    assert not proto.close_transport
+    (pong,) = parse_frames(b"".join(proto.data_to_send()))
+    assert (pong.opcode, pong.payload) == (OP_PONG, b"p")
+    assert proto.receive_data(peer_frame(side, OP_TEXT, b"later")) == []
+    # The caller fails it once the earlier messages are handled.
+    proto.fail(proto.pending_failure)
+    assert proto.pending_failure is None
+    assert_failed(proto, exc_type, code)
+
+
+def test_deferred_failure_unused_without_error() -> None:
+    proto = Protocol(SERVER, defer_failure=True)
+    assert proto.receive_data(cframe(OP_TEXT, b"ok")) == ["ok"]
+    assert proto.pending_failure is None
+    assert_ok(proto)
+
+
 # -- max_size (§10.4) ------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("side", SIDES, ids=["server", "client"])
 @pytest.mark.parametrize(("max_size", "length"), [(0, 1), (10, 11), (125, 126), (1000, 65536)])
 @pytest.mark.parametrize("opcode", [OP_TEXT, OP_BINARY])
-def test_declared_length_over_max_size(side: Side, max_size: int, length: int, opcode: int) -> None:
+def test_declared_length_over_max_size(
+    side: Side, max_size: int, length: int, opcode: int
+) -> None:
     proto = Protocol(side, max_size=max_size)
     # The header only (with the masking key): no payload at all is fed.
     header = raw_frame(FIN | opcode, key=peer_key(side), length=length)
@@ -905,7 +950,7 @@ def test_control_frames_not_counted_in_max_size(side: Side) -> None:
 def test_max_size_none_is_unlimited(side: Side) -> None:
     proto = Protocol(side, max_size=None)
     big = bytes(3 * 2**20)
-    data = peer_frame(side, OP_BINARY, big[:2**20], fin=False)
+    data = peer_frame(side, OP_BINARY, big[: 2**20], fin=False)
     data += peer_frame(side, OP_CONT, big[2**20 :])
     assert proto.receive_data(data) == [big]
     assert_ok(proto)
@@ -978,7 +1023,11 @@ def test_send_fragmented(side: Side) -> None:
         [("send_text", "a", False), ("send_text", "b", True)],
         [("send_text", "a", False), ("send_binary", b"b", True)],
         [("send_binary", b"a", False), ("send_text", "b", False)],
-        [("send_binary", b"a", False), ("send_continuation", b"b", True), ("send_continuation", b"c", True)],
+        [
+            ("send_binary", b"a", False),
+            ("send_continuation", b"b", True),
+            ("send_continuation", b"c", True),
+        ],
     ],
 )
 def test_fragmentation_order_errors(calls: list[tuple[str, object, bool]]) -> None:
@@ -1044,13 +1093,17 @@ def test_send_close_after_eof(server: Protocol) -> None:
         ((1005,), b"", Close(1005, "")),
     ],
 )
-def test_send_close_payload(server: Protocol, args: tuple[object, ...], payload: bytes, sent: Close) -> None:
+def test_send_close_payload(
+    server: Protocol, args: tuple[object, ...], payload: bytes, sent: Close
+) -> None:
     (frame,) = parse_frames(server.send_close(*args))  # type: ignore[arg-type]
     assert frame.payload == payload
     assert server.close_sent == sent
 
 
-@pytest.mark.parametrize(("code", "reason"), [(1005, "x"), (1006, ""), (999, ""), (1000, "x" * 124)])
+@pytest.mark.parametrize(
+    ("code", "reason"), [(1005, "x"), (1006, ""), (999, ""), (1000, "x" * 124)]
+)
 def test_send_close_invalid(server: Protocol, code: int, reason: str) -> None:
     with pytest.raises(ProtocolError):
         server.send_close(code, reason)
@@ -1098,8 +1151,12 @@ def wire_soup(draw: st.DrawFn, side: Side) -> bytes:
         if kind == 0:
             pieces.append(draw(st.binary(max_size=30)))
             continue
-        b0 = draw(FRAME_BYTE0) if kind == 1 else draw(
-            st.sampled_from([0x81, 0x82, 0x01, 0x02, 0x00, 0x80, 0x88, 0x89, 0x8A, 0xC1])
+        b0 = (
+            draw(FRAME_BYTE0)
+            if kind == 1
+            else draw(
+                st.sampled_from([0x81, 0x82, 0x01, 0x02, 0x00, 0x80, 0x88, 0x89, 0x8A, 0xC1])
+            )
         )
         payload = draw(
             st.binary(max_size=140)
@@ -1151,6 +1208,18 @@ def test_parser_never_raises(side: Side, max_size: int | None, data: st.DataObje
     assert norm(whole.receive_data(wire)) == norm(events)
     assert type(whole.failed) is type(proto.failed)
     assert whole.close_rcvd == proto.close_rcvd
+    # With defer_failure (what server.py and client.py use), the same events
+    # come out and the same error waits in pending_failure instead.
+    deferred = Protocol(side, max_size=max_size, defer_failure=True)
+    assert norm(feed(deferred, split(wire, sizes))) == norm(events)
+    assert deferred.failed is None
+    assert type(deferred.pending_failure) is type(proto.failed)
+    if deferred.pending_failure is not None:
+        assert all(f.opcode == OP_PONG for f in parse_frames(b"".join(deferred.data_to_send())))
+        assert deferred.receive_data(wire) == []  # nothing more is parsed
+        deferred.fail(deferred.pending_failure)
+        assert deferred.pending_failure is None
+        check_invariants(deferred, [])
 
 
 @settings(max_examples=200, deadline=None)
@@ -1184,7 +1253,7 @@ def conversation(draw: st.DrawFn) -> tuple[list[tuple[int, bytes, bool]], list[o
             message = raw = draw(st.binary(max_size=300))
         cuts = sorted(draw(st.lists(st.integers(0, len(raw)), max_size=4)))
         bounds = [0, *cuts, len(raw)]
-        parts = [raw[a:b] for a, b in zip(bounds, bounds[1:])]
+        parts = [raw[a:b] for a, b in pairwise(bounds)]
         for i, part in enumerate(parts):
             opcode = (OP_TEXT if kind == "text" else OP_BINARY) if i == 0 else OP_CONT
             last = i == len(parts) - 1
@@ -1201,7 +1270,8 @@ def conversation(draw: st.DrawFn) -> tuple[list[tuple[int, bytes, bool]], list[o
 @given(
     side=st.sampled_from(SIDES),
     conv=conversation(),
-    close=st.none() | st.tuples(st.sampled_from([1000, 1001, 1011, 3000, 4999]), st.text(max_size=20)),
+    close=st.none()
+    | st.tuples(st.sampled_from([1000, 1001, 1011, 3000, 4999]), st.text(max_size=20)),
     data=st.data(),
 )
 def test_round_trip(
@@ -1230,7 +1300,9 @@ def test_round_trip(
         assert not [f for f in out if f.opcode == OP_CLOSE]
     else:
         assert proto.close_rcvd == Close(*close)
-        assert [f.payload[:2] for f in out if f.opcode == OP_CLOSE] == [struct.pack("!H", close[0])]
+        assert [f.payload[:2] for f in out if f.opcode == OP_CLOSE] == [
+            struct.pack("!H", close[0])
+        ]
         assert proto.close_transport is (side is SERVER)
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from ripple.exceptions import InvalidURI
-from ripple.protocol.http11 import parse_request
 from ripple.protocol.handshake import build_request
+from ripple.protocol.http11 import parse_request
 from ripple.protocol.uri import WebSocketURI, parse_uri
 
 

@@ -61,7 +61,8 @@ def reject(status: int, message: str, headers: Sequence[tuple[str, str]] = ()) -
     hdrs = Headers(headers)
     hdrs["Content-Type"] = "text/plain; charset=utf-8"
     hdrs["Content-Length"] = str(len(body))
-    hdrs["Connection"] = "close"
+    if "Connection" not in hdrs:
+        hdrs["Connection"] = "close"
     return Response(status, "", hdrs, body)
 
 
@@ -132,7 +133,7 @@ def server_accept(
             reject(
                 426,
                 "this is a WebSocket endpoint: send Upgrade: websocket",
-                [("Upgrade", "websocket"), ("Connection", "Upgrade")],
+                [("Upgrade", "websocket"), ("Connection", "Upgrade, close")],
             ),
             "no Upgrade header",
         )

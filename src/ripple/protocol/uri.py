@@ -59,6 +59,9 @@ def parse_uri(uri: str) -> WebSocketURI:
     resource_name = parsed.path or "/"
     if parsed.query:
         resource_name += "?" + parsed.query
+    # An IRI (non-ASCII, spaces) doesn't fit an HTTP request line: percent-encode
+    # what needs it, leaving reserved characters and existing escapes alone.
+    resource_name = urllib.parse.quote(resource_name, safe="!$%&'()*+,/:;=?@[]~")
     user_info = None
     if parsed.username is not None:
         user_info = (
