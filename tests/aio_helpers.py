@@ -13,6 +13,7 @@ import hashlib
 import os
 import socket
 import struct
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -283,3 +284,30 @@ async def raw_connection(port: int) -> AsyncIterator[RawPeer]:
         yield peer
     finally:
         peer.writer.transport.abort()
+
+
+if sys.version_info >= (3, 11):
+    bounded = asyncio.timeout
+else:  # pragma: no cover - Python 3.10 has no asyncio.timeout
+
+    @contextlib.asynccontextmanager
+    async def bounded(seconds: float) -> AsyncIterator[None]:
+        """Cancel the block after `seconds` and raise TimeoutError."""
+        task = asyncio.current_task()
+        assert task is not None
+        fired = False
+
+        def expire() -> None:
+            nonlocal fired
+            fired = True
+            task.cancel()
+
+        handle = asyncio.get_running_loop().call_later(seconds, expire)
+        try:
+            yield
+        except asyncio.CancelledError:
+            if fired:
+                raise TimeoutError(f"block took longer than {seconds} s") from None
+            raise
+        finally:
+            handle.cancel()

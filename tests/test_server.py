@@ -261,6 +261,20 @@ async def test_serve_forever_cancelled() -> None:
     assert info.value.code == 1001
 
 
+async def test_serve_forever_returns_when_closed() -> None:
+    parked = Parked()
+    server = await within(ripple.serve(parked, "127.0.0.1", 0))
+    task = asyncio.create_task(server.serve_forever())
+    client = await within(ripple.connect(ws_url(server)))
+    await parked.next()
+    server.close()
+    # close() is a normal shutdown: serve_forever returns instead of raising.
+    assert await within(task) is None
+    with pytest.raises(ripple.ConnectionClosedOK) as info:
+        await within(client.recv())
+    assert info.value.code == 1001
+
+
 async def test_handler_returning_closes_with_1000(servers: Servers) -> None:
     async def handler(ws: ripple.ServerConnection) -> None:
         await ws.send("one message")

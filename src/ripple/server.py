@@ -346,9 +346,12 @@ class Server:
         try:
             await self.server.serve_forever()
         except asyncio.CancelledError:
-            if not self._closing:
+            closed_by_us = self._closing
+            if not closed_by_us:
                 self.close()
             await self.wait_closed()
+            if closed_by_us:
+                return  # close() ended it: a normal shutdown, not a cancellation
             raise
 
     def close(self, close_connections: bool = True) -> None:

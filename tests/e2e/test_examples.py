@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 import ripple
+from aio_helpers import bounded
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -46,77 +47,79 @@ async def run_example(
     )
     try:
         assert proc.stdout is not None
-        async with asyncio.timeout(10):
+        async with bounded(10):
             banner = await proc.stdout.readline()
         assert b"started" in banner, banner
         yield proc
     finally:
         if proc.returncode is None:
             proc.send_signal(signal.SIGTERM)
-        async with asyncio.timeout(10):
+        async with bounded(10):
             await proc.wait()
 
 
 async def test_echo_example(tmp_path: Path) -> None:
     port = free_port()
-    async with run_example("echo.py", tmp_path, {"8765": str(port)}):
-        async with asyncio.timeout(10), ripple.connect(f"ws://127.0.0.1:{port}/") as ws:
-            await ws.send("hello")
-            assert await ws.recv() == "Echo: hello"
-            await ws.send("again")
-            assert await ws.recv() == "Echo: again"
+    async with (
+        run_example("echo.py", tmp_path, {"8765": str(port)}),
+        bounded(10),
+        ripple.connect(f"ws://127.0.0.1:{port}/") as ws,
+    ):
+        await ws.send("hello")
+        assert await ws.recv() == "Echo: hello"
+        await ws.send("again")
+        assert await ws.recv() == "Echo: again"
 
 
 async def test_chat_example_broadcasts_to_every_client(tmp_path: Path) -> None:
     port = free_port()
     uri = f"ws://127.0.0.1:{port}/"
-    async with run_example("chat.py", tmp_path, {"8765": str(port)}):
-        async with asyncio.timeout(10):
-            alice = await ripple.connect(uri)
-            bob = await ripple.connect(uri)
-            await alice.send(json.dumps({"user": "alice", "message": "hi all"}))
-            for ws in (alice, bob):
-                got = json.loads(await ws.recv())
-                assert got["user"] == "alice"
-                assert got["message"] == "hi all"
-                assert isinstance(got["timestamp"], float)
-            # Bad JSON gets an error back to the sender only.
-            await bob.send("not json")
-            assert json.loads(await bob.recv()) == {"error": "Invalid JSON format"}
-            # max_size=10 KiB from the example: a larger message closes with 1009.
-            await alice.send("x" * 20000)
-            with pytest.raises(ripple.ConnectionClosedError) as info:
-                await alice.recv()
-            assert info.value.code == 1009
-            # bob is unaffected.
-            await bob.send(json.dumps({"message": "still here"}))
-            assert json.loads(await bob.recv())["user"] == "Anonymous"
-            await bob.close()
+    async with run_example("chat.py", tmp_path, {"8765": str(port)}), bounded(10):
+        alice = await ripple.connect(uri)
+        bob = await ripple.connect(uri)
+        await alice.send(json.dumps({"user": "alice", "message": "hi all"}))
+        for ws in (alice, bob):
+            got = json.loads(await ws.recv())
+            assert got["user"] == "alice"
+            assert got["message"] == "hi all"
+            assert isinstance(got["timestamp"], float)
+        # Bad JSON gets an error back to the sender only.
+        await bob.send("not json")
+        assert json.loads(await bob.recv()) == {"error": "Invalid JSON format"}
+        # max_size=10 KiB from the example: a larger message closes with 1009.
+        await alice.send("x" * 20000)
+        with pytest.raises(ripple.ConnectionClosedError) as info:
+            await alice.recv()
+        assert info.value.code == 1009
+        # bob is unaffected.
+        await bob.send(json.dumps({"message": "still here"}))
+        assert json.loads(await bob.recv())["user"] == "Anonymous"
+        await bob.close()
 
 
 async def test_process_request_example(tmp_path: Path) -> None:
     port = free_port()
     uri = f"ws://127.0.0.1:{port}/"
-    async with run_example("process_request.py", tmp_path, {"8765": str(port)}):
-        async with asyncio.timeout(10):
-            with pytest.raises(ripple.InvalidStatus) as info:
-                await ripple.connect(uri)
-            assert info.value.response.status_code == 403
-            assert info.value.response.body == b"Invalid API key"
-            async with ripple.connect(
-                uri, additional_headers={"X-API-Key": "valid-api-key"}
-            ) as ws:
-                assert await ws.recv() == "API connection established"
-                await ws.send("GET /status")
-                assert json.loads(await ws.recv())["status"] == "success"
-                await ws.send("DELETE /")
-                assert json.loads(await ws.recv()) == {"error": "Unknown command"}
+    async with run_example("process_request.py", tmp_path, {"8765": str(port)}), bounded(10):
+        with pytest.raises(ripple.InvalidStatus) as info:
+            await ripple.connect(uri)
+        assert info.value.response.status_code == 403
+        assert info.value.response.body == b"Invalid API key"
+        async with ripple.connect(uri, additional_headers={"X-API-Key": "valid-api-key"}) as ws:
+            assert await ws.recv() == "API connection established"
+            await ws.send("GET /status")
+            assert json.loads(await ws.recv())["status"] == "success"
+            await ws.send("DELETE /")
+            assert json.loads(await ws.recv()) == {"error": "Unknown command"}
 
 
 async def test_unix_example(tmp_path: Path) -> None:
     path = str(tmp_path / "ws.sock")
-    async with run_example("unix.py", tmp_path, {"/tmp/websocket.sock": path}):
-        async with asyncio.timeout(10), ripple.unix_connect(path) as ws:
-            assert await ws.recv() == "Connected via Unix socket"
-            await ws.send("ping")
-            assert await ws.recv() == "Unix echo: ping"
+    async with (
+        run_example("unix.py", tmp_path, {"/tmp/websocket.sock": path}),
+        bounded(10),
+        ripple.unix_connect(path) as ws,
+    ):
+        assert await ws.recv() == "Connected via Unix socket"
+        await ws.send("ping")
+        assert await ws.recv() == "Unix echo: ping"

@@ -146,3 +146,19 @@ def test_get_all_matches_fields(fields: list[tuple[str, str]]) -> None:
     for name in {n.lower() for n, _ in fields}:
         assert headers.get_all(name) == [v for n, v in fields if n.lower() == name]
     assert len(headers) == len({n.lower() for n, _ in fields})
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("X-A", "a\r\nEvil: 1"), ("X-A", "a\nb"), ("X-A", "a\0"), ("X\r\nB", "v"), ("X:Y", "v")],
+)
+def test_header_injection_is_refused(name: str, value: str) -> None:
+    headers = Headers()
+    with pytest.raises(ValueError, match="CR, LF and NUL"):
+        headers[name] = value
+    assert list(headers.raw_items()) == []
+
+
+def test_header_values_must_be_str() -> None:
+    with pytest.raises(TypeError, match="must be str"):
+        Headers({"X-A": 1})  # type: ignore[dict-item]

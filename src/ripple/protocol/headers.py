@@ -8,6 +8,9 @@ from typing import Union
 __all__ = ["Headers", "HeadersLike", "MultipleValuesError"]
 
 
+_FORBIDDEN = frozenset("\r\n\0")
+
+
 class MultipleValuesError(LookupError):
     """``headers[name]`` was used on a header that appears more than once."""
 
@@ -65,6 +68,11 @@ class Headers(MutableMapping[str, str]):
         raise MultipleValuesError(f"{key} appears {len(values)} times")
 
     def __setitem__(self, key: str, value: str) -> None:
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise TypeError(f"header name and value must be str, got {key!r}: {value!r}")
+        if _FORBIDDEN.intersection(key) or _FORBIDDEN.intersection(value) or ":" in key:
+            # CR/LF in a field would let a caller inject headers or a body.
+            raise ValueError(f"invalid header {key!r}: CR, LF and NUL aren't allowed")
         self._dict.setdefault(key.lower(), []).append(value)
         self._list.append((key, value))
 
