@@ -211,7 +211,14 @@ class connect:
         if self.open_timeout is None:
             self.connection = await open()
         else:
-            self.connection = await asyncio.wait_for(open(), self.open_timeout)
+            try:
+                self.connection = await asyncio.wait_for(open(), self.open_timeout)
+            except asyncio.TimeoutError as exc:
+                # The builtin TimeoutError on every version (3.10's differs).
+                raise TimeoutError(
+                    f"opening handshake with {self.wsuri.host_header} didn't complete "
+                    f"within open_timeout={self.open_timeout} s"
+                ) from exc
         return self.connection
 
     def __await__(self) -> Generator[Any, None, ClientConnection]:

@@ -246,9 +246,10 @@ class Connection(asyncio.Protocol):
             self.logger.debug("protocol error: %s", p.failed)
         if p.close_transport:
             self._close_transport()
-        elif p.close_rcvd is not None:
-            # Client side: the server should close TCP first (§7.1.1); don't
-            # wait for it longer than close_timeout.
+        elif p.close_rcvd is not None or p.failed is not None:
+            # Client side: the server should close TCP first (§7.1.1); keep
+            # reading (and discarding) so it can, but no longer than
+            # close_timeout.
             self._arm_close_timer()
         if p.close_rcvd is not None or p.failed is not None:
             self._wake_waiters()
@@ -622,6 +623,8 @@ class Connection(asyncio.Protocol):
             return
         self.logger.debug("keepalive ping timeout; closing the connection")
         self._fail(1011, "keepalive ping timeout")
+        # The peer is unresponsive: don't wait for it to close TCP.
+        self._close_transport()
 
     # -- closing ------------------------------------------------------------
 

@@ -77,7 +77,8 @@ def assert_failed(proto: Protocol, exc_type: type[ProtocolError], code: int) -> 
     assert close.masked is (proto.side is CLIENT)
     assert close.opcode == OP_CLOSE
     assert proto.close_sent is not None and proto.close_sent.code == code
-    assert proto.close_transport
+    # §7.1.1: the server closes TCP; a client waits for the server to.
+    assert proto.close_transport is (proto.side is SERVER)
     assert proto.state is State.CLOSING
     # Nothing more is processed after a failure.
     assert proto.receive_data(peer_frame(proto.side, OP_TEXT, b"late")) == []
@@ -1184,7 +1185,7 @@ def check_invariants(proto: Protocol, events: list[Event]) -> None:
     if proto.failed is not None:
         assert isinstance(proto.failed, ProtocolError)
         assert proto.failed.code in (1002, 1007, 1009)
-        assert proto.close_transport
+        assert proto.close_transport is (proto.side is SERVER)
         closes = [f for f in frames if f.opcode == OP_CLOSE]
         assert len(closes) == 1
         assert struct.unpack("!H", closes[0].payload[:2])[0] == proto.failed.code

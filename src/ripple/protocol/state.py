@@ -429,7 +429,12 @@ class Protocol:
         self._buf = bytearray()
 
     def fail(self, exc: ProtocolError) -> None:
-        """Fail the connection (§7.1.7): send a close frame, then close TCP."""
+        """Fail the connection (§7.1.7): send a close frame, then close TCP.
+
+        The server closes TCP at once; the client, as §7.1.1 asks, leaves
+        that to the server (the I/O layer bounds the wait by close_timeout).
+        Either way, nothing received afterwards is processed.
+        """
         self.pending_failure = None
         if self.failed is None:
             self.failed = exc
@@ -441,7 +446,8 @@ class Protocol:
         if self.state is OPEN:
             self.state = CLOSING
         self._discard = True
-        self.close_transport = True
+        if self.side is SERVER:
+            self.close_transport = True
 
     def data_to_send(self) -> list[bytes]:
         """Return and clear the bytes the protocol queued on its own."""
