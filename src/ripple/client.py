@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 import ssl as ssl_module
 import sys
-from collections.abc import Generator, Sequence
-from types import TracebackType
+from collections.abc import Sequence
 from typing import Any
 
 from .connection import Connection, check_options
 from .exceptions import InvalidHandshake, InvalidMessage
+from .opening import Opening
 from .protocol.extensions import ClientExtensionFactory
 from .protocol.handshake import build_request, check_response, generate_key
 from .protocol.headers import Headers, HeadersLike
@@ -101,7 +101,7 @@ class ClientConnection(Connection):
             self._hs_done.exception()  # retrieved by whoever awaits it, if anyone
 
 
-class connect:
+class connect(Opening[ClientConnection]):
     """Open a WebSocket connection.
 
     Usable as ``ws = await connect(uri)`` and ``async with connect(uri) as ws:``.
@@ -185,13 +185,13 @@ class connect:
         self.kwargs = kwargs
         self.connection: ClientConnection | None = None
 
-    async def _create(self) -> ClientConnection:
+    async def open(self) -> ClientConnection:
         loop = asyncio.get_running_loop()
 
         def factory() -> ClientConnection:
             return ClientConnection(**self.connection_kwargs)
 
-        async def open() -> ClientConnection:
+        async def attempt() -> ClientConnection:
             kwargs = dict(self.kwargs)
             if self._unix:
                 _, conn = await loop.create_unix_connection(factory, self._path, **kwargs)
@@ -209,10 +209,10 @@ class connect:
             return conn
 
         if self.open_timeout is None:
-            self.connection = await open()
+            self.connection = await attempt()
         else:
             try:
-                self.connection = await asyncio.wait_for(open(), self.open_timeout)
+                self.connection = await asyncio.wait_for(attempt(), self.open_timeout)
             except asyncio.TimeoutError as exc:
                 # The builtin TimeoutError on every version (3.10's differs).
                 raise TimeoutError(
@@ -221,20 +221,8 @@ class connect:
                 ) from exc
         return self.connection
 
-    def __await__(self) -> Generator[Any, None, ClientConnection]:
-        return self._create().__await__()
-
-    async def __aenter__(self) -> ClientConnection:
-        return await self._create()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_value: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        assert self.connection is not None
-        await self.connection.close()
+    async def close_opened(self, connection: ClientConnection) -> None:
+        await connection.close()
 
 
 def unix_connect(path: str | None = None, uri: str | None = None, **kwargs: Any) -> connect:

@@ -7,12 +7,13 @@ import http
 import inspect
 import logging
 import socket
-from collections.abc import Awaitable, Callable, Generator, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
 from typing import Any, Union
 
 from .connection import Connection, check_options
 from .exceptions import ConnectionClosed, InvalidHandshake, NegotiationError, SecurityError
+from .opening import Opening
 from .protocol.extensions import ServerExtensionFactory
 from .protocol.handshake import HandshakeRejected, reject, server_accept
 from .protocol.headers import Headers, HeadersLike
@@ -410,7 +411,7 @@ class Server:
         await self.wait_closed()
 
 
-class serve:
+class serve(Opening[Server]):
     """Start a WebSocket server on a TCP port.
 
     Usable as ``async with serve(...) as server:`` and ``server = await serve(...)``.
@@ -507,7 +508,7 @@ class serve:
         self._port = port
         self._kwargs = kwargs
 
-    async def _create(self) -> Server:
+    async def open(self) -> Server:
         loop = asyncio.get_running_loop()
         if self._unix:
             server = await loop.create_unix_server(self._factory, self._path, **self._kwargs)
@@ -518,20 +519,9 @@ class serve:
         self.server.server = server
         return self.server
 
-    def __await__(self) -> Generator[Any, None, Server]:
-        return self._create().__await__()
-
-    async def __aenter__(self) -> Server:
-        return await self._create()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_value: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.server.close()
-        await self.server.wait_closed()
+    async def close_opened(self, server: Server) -> None:
+        server.close()
+        await server.wait_closed()
 
 
 def unix_serve(handler: Handler, path: str | None = None, **kwargs: Any) -> serve:
