@@ -139,3 +139,27 @@ async def test_echo_on_unix_socket(sock_path: str) -> None:
         if echo.proc.returncode is None:
             echo.proc.kill()
             await echo.proc.wait()
+
+
+@pytest.mark.parametrize("before", [True, False], ids=["ripple -v echo", "ripple echo -v"])
+async def test_verbose_flag_before_or_after_the_command(before: bool) -> None:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = SRC + os.pathsep + env.get("PYTHONPATH", "")
+    args = ["-v", "echo"] if before else ["echo", "-v"]
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "ripple",
+        *args,
+        "--port",
+        "0",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    await within(proc.stdout.readline(), 20)
+    proc.send_signal(signal.SIGTERM)
+    _, err = await within(proc.communicate(), 10)
+    assert proc.returncode == 0
+    assert b"DEBUG" in err  # debug logging is on either way

@@ -523,6 +523,29 @@ async def test_extra_headers_callable(servers: Servers) -> None:
     assert isinstance(request, ripple.Request)
 
 
+def test_bad_extra_headers_raise_at_serve() -> None:
+    # A value that would inject a header fails at the call, not at a client.
+    with pytest.raises(ValueError, match="CR, LF and NUL"):
+        ripple.serve(echo, "127.0.0.1", 0, extra_headers={"X-Bad": "a\r\nEvil: 1"})
+
+
+async def test_raising_extra_headers_callable_gets_500(
+    servers: Servers, caplog: pytest.LogCaptureFixture
+) -> None:
+    def extra(conn: ripple.ServerConnection, request: ripple.Request) -> dict[str, str]:
+        raise RuntimeError("boom")
+
+    _, url = await servers.start(echo, extra_headers=extra)
+    with (
+        caplog.at_level(logging.ERROR, logger="ripple.server"),
+        pytest.raises(ripple.InvalidStatus) as info,
+    ):
+        await within(ripple.connect(url))
+    assert info.value.response.status_code == 500
+    assert info.value.response.headers["Server"] == "ripple"
+    assert any(r.exc_info and "boom" in str(r.exc_info[1]) for r in caplog.records)
+
+
 async def test_server_header_default_replaced_and_removed(servers: Servers) -> None:
     _, url = await servers.start(echo)
     async with ripple.connect(url) as client:

@@ -46,13 +46,14 @@ async def run_echo(host: str, port: int, unix: str | None, max_size: int | None)
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the `ripple` command."""
     # -v works before or after the command: `ripple -v echo`, `ripple echo -v`.
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    parser = argparse.ArgumentParser(
-        prog="ripple", description="ripple WebSocket tools", parents=[common]
-    )
+    parser = argparse.ArgumentParser(prog="ripple", description="ripple WebSocket tools")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
-    echo = sub.add_parser("echo", help="run a WebSocket echo server", parents=[common])
+    echo = sub.add_parser("echo", help="run a WebSocket echo server")
+    # SUPPRESS: the subcommand's default must not reset a -v given before it.
+    echo.add_argument(
+        "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="debug logging"
+    )
     echo.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
     echo.add_argument("--port", type=int, default=8765, help="TCP port (8765; 0 picks one)")
     echo.add_argument("--unix", metavar="PATH", help="listen on a unix socket instead")

@@ -118,8 +118,10 @@ class ServerConnection(Connection):
         except Exception:
             self.logger.error("opening handshake failed", exc_info=True)
             if self.transport is not None:
+                # No user hooks here: they may be what failed.
                 response = reject(500, "internal server error")
-                self._finish_response(response)
+                if self.server.server_header:
+                    response.headers["Server"] = self.server.server_header
                 self._write_response(response)
                 self.transport.close()
             return
@@ -227,10 +229,13 @@ class ServerConnection(Connection):
     def _finish_response(self, response: Response, request: Request | None = None) -> None:
         # Server header by default; extra_headers may change or remove it.
         headers = response.headers
-        extra = self.server.extra_headers
-        if callable(extra):
+        configured = self.server.extra_headers
+        extra: HeadersLike | None
+        if callable(configured):
             # No request parsed (a malformed one): the callable can't run.
-            extra = None if self.request is None else extra(self, self.request)
+            extra = None if self.request is None else configured(self, self.request)
+        else:
+            extra = configured
         if self.server.server_header and "Server" not in headers:
             extra_names = set()
             if extra is not None:
@@ -285,6 +290,9 @@ class Server:
         self.process_request = process_request
         self.select_subprotocol = select_subprotocol
         self.subprotocols = list(subprotocols) if subprotocols is not None else None
+        if extra_headers is not None and not callable(extra_headers):
+            # Check at the call: a bad value mustn't surface at the first client.
+            extra_headers = Headers(extra_headers)
         self.extra_headers = extra_headers
         self.server_header = server_header
         self.extension_factories = list(extension_factories)
