@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import sys
+from typing import Any
 
 import pytest
 
@@ -325,3 +326,86 @@ async def test_frames_right_after_the_101_are_kept(raw_server: RawServer) -> Non
     url = await raw_server.start()
     async with ripple.connect(url, ping_interval=None, close_timeout=0.5) as client:
         assert await within(client.recv()) == "first"
+
+
+# -- every refusal, seen from the client ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("headers", "status", "reason"),
+    [
+        # A second key: malformed handshake, named in the one-line reason.
+        (
+            {"Sec-WebSocket-Key": "AAAAAAAAAAAAAAAAAAAAAA=="},
+            400,
+            b"invalid Sec-WebSocket-Key header: more than one Sec-WebSocket-Key header\n",
+        ),
+        ({"Host": "another.example"}, 400, b"invalid Host header: more than one Host header\n"),
+        (
+            {"Sec-WebSocket-Version": "8"},
+            426,
+            b"unsupported Sec-WebSocket-Version 13, 8; use 13\n",
+        ),
+        (
+            {"X-Huge": "a" * 9000},
+            431,
+            b"request headers too large: HTTP line exceeds 8192 bytes\n",
+        ),
+        (
+            [(f"X-H{i}", "v") for i in range(200)],
+            431,
+            b"request headers too large: more than 128 header fields\n",
+        ),
+    ],
+)
+async def test_server_refusals_raise_invalid_status_with_the_response(
+    servers: Servers, headers: Any, status: int, reason: bytes
+) -> None:
+    _, url = await servers.start(echo)
+    with pytest.raises(ripple.InvalidStatus) as info:
+        await within(ripple.connect(url, additional_headers=headers))
+    response = info.value.response
+    assert response.status_code == status
+    assert response.body == reason
+    assert response.headers["Content-Type"] == "text/plain; charset=utf-8"
+    assert str(status) in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("reply", "error", "reason"),
+    [
+        (b"HTTP/1.1 abc\r\n\r\n", ripple.InvalidMessage, "invalid HTTP status line"),
+        (b"HTTP/1.0 101 OK\r\n\r\n", ripple.InvalidMessage, "unsupported HTTP version: 1.0"),
+        (b"SSH-2.0-OpenSSH\r\n\r\n", ripple.InvalidMessage, "invalid HTTP status line"),
+        (
+            b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n\r\n",
+            ripple.InvalidUpgrade,
+            "missing Upgrade header",
+        ),
+        (
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\n\r\n",
+            ripple.InvalidHeader,
+            "missing Sec-WebSocket-Accept header",
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\n" + b"X-Big: " + b"b" * 9000 + b"\r\n\r\n",
+            ripple.SecurityError,
+            "HTTP line exceeds 8192 bytes",
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2000000\r\n\r\n",
+            ripple.SecurityError,
+            "exceeds 1048576",
+        ),
+    ],
+)
+async def test_invalid_server_responses_raise_with_the_reason(
+    raw_server: RawServer, reply: bytes, error: type[Exception], reason: str
+) -> None:
+    raw_server.reply = lambda key: reply
+    url = await raw_server.start()
+    with pytest.raises(error) as info:
+        await within(ripple.connect(url))
+    assert isinstance(info.value, ripple.InvalidHandshake)
+    assert reason in str(info.value)

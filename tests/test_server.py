@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import resource
 import socket
 from typing import Any
 
@@ -15,6 +16,7 @@ from aio_helpers import (
     Parked,
     RawPeer,
     Servers,
+    bounded,
     build_frame,
     echo,
     eventually,
@@ -1201,3 +1203,422 @@ async def test_close_during_an_opening_handshake() -> None:
     with pytest.raises(ripple.ConnectionClosedOK) as info:
         await within(client.recv())
     assert info.value.code == 1001
+
+
+# -- process_response -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("asynchronous", [False, True])
+async def test_process_response_alters_the_101(servers: Servers, asynchronous: bool) -> None:
+    calls: list[tuple[Any, Any, int]] = []
+
+    def sync_hook(
+        conn: ripple.ServerConnection, request: ripple.Request, response: ripple.Response
+    ) -> None:
+        calls.append((conn, request, response.status_code))
+        response.headers["X-Handshake"] = request.path
+        del response.headers["Server"]
+
+    async def async_hook(
+        conn: ripple.ServerConnection, request: ripple.Request, response: ripple.Response
+    ) -> None:
+        await asyncio.sleep(0)
+        sync_hook(conn, request, response)
+
+    parked = Parked()
+    _, url = await servers.start(
+        parked,
+        process_response=async_hook if asynchronous else sync_hook,
+        subprotocols=["chat"],
+    )
+    async with ripple.connect(url + "feed", subprotocols=["chat"]) as client:
+        conn = await parked.next()
+        assert client.response_headers["X-Handshake"] == "/feed"
+        assert "Server" not in client.response_headers
+        assert client.subprotocol == conn.subprotocol == "chat"
+        assert conn.response is not None and conn.response.headers["X-Handshake"] == "/feed"
+        await client.send("works")
+        assert await within(conn.recv()) == "works"
+    ((hook_conn, hook_request, status),) = calls
+    assert hook_conn is conn and hook_request is conn.request and status == 101
+
+
+async def test_process_response_replacement_refuses_the_upgrade(servers: Servers) -> None:
+    ran: list[ripple.ServerConnection] = []
+
+    async def handler(ws: ripple.ServerConnection) -> None:
+        ran.append(ws)
+
+    async def process_response(
+        conn: ripple.ServerConnection, request: ripple.Request, response: ripple.Response
+    ) -> ripple.Response | None:
+        if request.path == "/closed":
+            return ripple.Response(410, "Gone", b"this feed is gone")
+        return None
+
+    server, url = await servers.start(
+        handler, process_response=process_response, max_connections=1
+    )
+    with pytest.raises(ripple.InvalidStatus) as info:
+        await within(ripple.connect(url + "closed"))
+    response = info.value.response
+    assert (response.status_code, response.body) == (410, b"this feed is gone")
+    assert response.headers["Content-Length"] == "17"  # framed for the client
+    assert ran == []
+    # The refused handshake gave back its max_connections slot.
+    assert server._reserved == 0
+    async with ripple.connect(url):
+        pass
+    assert len(ran) == 1
+
+
+async def test_process_response_sees_refusals_and_process_request_answers(
+    servers: Servers,
+) -> None:
+    seen: list[int] = []
+
+    def process_request(
+        conn: ripple.ServerConnection, request: ripple.Request
+    ) -> ripple.Response | None:
+        return conn.respond(200, "healthy") if request.path == "/health" else None
+
+    def process_response(
+        conn: ripple.ServerConnection, request: ripple.Request, response: ripple.Response
+    ) -> None:
+        seen.append(response.status_code)
+        response.headers["X-Seen"] = "1"
+
+    server, url = await servers.start(
+        echo, process_request=process_request, process_response=process_response
+    )
+    health = await within(_refusal(url + "health"))
+    assert (health.status_code, health.body, health.headers["X-Seen"]) == (200, b"healthy", "1")
+    status, headers, _ = await raw_request(
+        server_port(server), b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    )
+    assert status == 426 and headers["x-seen"] == "1"
+    # Not called for a request that couldn't be parsed.
+    status, headers, _ = await raw_request(server_port(server), b"NONSENSE\r\n\r\n")
+    assert status == 400 and "x-seen" not in headers
+    assert seen == [200, 426]
+
+
+async def _refusal(url: str, **kwargs: Any) -> ripple.Response:
+    with pytest.raises(ripple.InvalidStatus) as info:
+        await ripple.connect(url, **kwargs)
+    return info.value.response
+
+
+@pytest.mark.parametrize(
+    ("hook", "message"),
+    [
+        (lambda c, q, r: "not a response", "process_response must return a Response or None"),
+        (
+            lambda c, q, r: r.headers.__setitem__("Sec-WebSocket-Protocol", "x"),
+            "process_response changed a handshake header",
+        ),
+        (
+            lambda c, q, r: ripple.Response(101, "Switching Protocols"),
+            "process_response changed a handshake header",
+        ),
+        (
+            lambda c, q, r: (_ for _ in ()).throw(RuntimeError("hook bug")),
+            "hook bug",
+        ),
+    ],
+)
+async def test_process_response_errors_give_500_and_are_logged(
+    servers: Servers, caplog: pytest.LogCaptureFixture, hook: Any, message: str
+) -> None:
+    caplog.set_level(logging.ERROR, logger="ripple.server")
+    server, url = await servers.start(echo, process_response=hook, max_connections=1)
+    response = await within(_refusal(url))
+    assert response.status_code == 500
+    assert "opening handshake failed" in caplog.text
+    assert message in caplog.text
+    assert server._reserved == 0 and not server.connections
+
+
+async def test_process_response_cant_accept_a_refused_request(
+    servers: Servers, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.ERROR, logger="ripple.server")
+
+    def hook(
+        conn: ripple.ServerConnection, request: ripple.Request, response: ripple.Response
+    ) -> ripple.Response:
+        return ripple.Response(101, "Switching Protocols", response.headers)
+
+    server, _ = await servers.start(echo, process_response=hook)
+    status, _, _ = await raw_request(
+        server_port(server), b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    )
+    assert status == 500
+    assert "process_response returned a 101 for a request that isn't being upgraded" in (
+        caplog.text
+    )
+
+
+async def test_process_request_returning_a_101_is_a_500(
+    servers: Servers, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.ERROR, logger="ripple.server")
+    _, url = await servers.start(
+        echo, process_request=lambda c, r: ripple.Response(101, "Switching Protocols")
+    )
+    assert (await within(_refusal(url))).status_code == 500
+    assert "return None to go on with the handshake" in caplog.text
+
+
+@pytest.mark.parametrize("name", ["process_request", "process_response", "select_subprotocol"])
+def test_hooks_that_arent_callable_raise_at_serve(name: str) -> None:
+    with pytest.raises(TypeError, match=f"{name} must be a function or None"):
+        ripple.serve(echo, "127.0.0.1", 0, **{name: "oops"})
+
+
+async def test_async_select_subprotocol_is_a_clear_500(
+    servers: Servers, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.ERROR, logger="ripple.server")
+
+    async def select(conn: ripple.ServerConnection, offered: Any) -> str:
+        return "chat"
+
+    _, url = await servers.start(echo, select_subprotocol=select)
+    assert (await within(_refusal(url, subprotocols=["chat"]))).status_code == 500
+    assert "select_subprotocol must be a plain function, not async" in caplog.text
+
+
+async def test_no_acceptable_subprotocol_proceeds_without_the_header(servers: Servers) -> None:
+    # RFC 6455 §4.2.2: the server may go on without choosing a subprotocol;
+    # then the 101 has no Sec-WebSocket-Protocol header.
+    server, _ = await servers.start(echo, subprotocols=["chat.v2"])
+    for offer in ("", "Sec-WebSocket-Protocol: chat.v1, other\r\n"):
+        async with raw_connection(server_port(server)) as peer:
+            status, headers, _ = await peer.handshake(extra=offer)
+            assert status == 101
+            assert "sec-websocket-protocol" not in headers
+
+
+# -- origins ------------------------------------------------------------------------
+
+
+async def test_origins_allowlist(servers: Servers) -> None:
+    parked = Parked()
+    _, url = await servers.start(parked, origins=["https://Example.com", "http://localhost:8000"])
+    for origin in ("https://example.com", "HTTPS://EXAMPLE.COM", "http://localhost:8000"):
+        async with ripple.connect(url, origin=origin):
+            assert (await parked.next()).request_headers["Origin"] == origin
+    for origin, body in [
+        ("https://evil.example", b"Origin https://evil.example isn't allowed\n"),
+        ("https://example.com:8443", b"Origin https://example.com:8443 isn't allowed\n"),
+        ("http://example.com", b"Origin http://example.com isn't allowed\n"),
+        ("null", b"Origin null isn't allowed\n"),
+    ]:
+        response = await within(_refusal(url, origin=origin))
+        assert (response.status_code, response.body) == (403, body)
+        assert response.headers["Server"] == "ripple"
+    # No Origin header: refused unless None is in the list.
+    response = await within(_refusal(url))
+    assert response.status_code == 403
+    assert response.body == b"missing Origin header; this endpoint requires one\n"
+
+
+async def test_origins_with_none_admits_clients_without_origin(servers: Servers) -> None:
+    parked = Parked()
+    server, url = await servers.start(parked, origins=[None, "null"])
+    async with ripple.connect(url):
+        assert "Origin" not in (await parked.next()).request_headers
+    async with ripple.connect(url, origin="null"):
+        await parked.next()
+    assert (await within(_refusal(url, origin="https://example.com"))).status_code == 403
+    # Two Origin headers: 400 naming the header.
+    async with raw_connection(server_port(server)) as peer:
+        status, _, body = await peer.handshake(extra="Origin: null\r\nOrigin: null\r\n")
+    assert status == 400 and b"Origin" in body
+
+
+async def test_origins_leave_plain_http_and_process_request_alone(servers: Servers) -> None:
+    def process_request(
+        conn: ripple.ServerConnection, request: ripple.Request
+    ) -> ripple.Response | None:
+        return conn.respond(200, "page") if request.path == "/page" else None
+
+    server, _ = await servers.start(
+        echo, origins=["https://example.com"], process_request=process_request
+    )
+    # A probe without Upgrade still learns it must upgrade.
+    status, _, _ = await raw_request(
+        server_port(server), b"GET / HTTP/1.1\r\nHost: x\r\nOrigin: https://evil.example\r\n\r\n"
+    )
+    assert status == 426
+    status, _, body = await raw_request(
+        server_port(server),
+        b"GET /page HTTP/1.1\r\nHost: x\r\nOrigin: https://evil.example\r\n\r\n",
+    )
+    assert (status, body) == (200, b"page")
+
+
+@pytest.mark.parametrize(
+    ("origins", "error", "match"),
+    [
+        ("https://example.com", TypeError, "not a str"),
+        ([42], TypeError, "str or None"),
+        (["https://example.com/"], ValueError, "without a path"),
+        (["example.com"], ValueError, "scheme://host"),
+        (["*"], ValueError, "isn't an origin"),
+        (["https://example.com/app"], ValueError, "without a path"),
+    ],
+)
+def test_bad_origins_raise_at_serve(origins: Any, error: type[Exception], match: str) -> None:
+    with pytest.raises(error, match=match):
+        ripple.serve(echo, "127.0.0.1", 0, origins=origins)
+
+
+# -- admission control --------------------------------------------------------------
+
+
+async def test_max_connections_refuses_with_503_and_retry_after(servers: Servers) -> None:
+    parked = Parked()
+    server, url = await servers.start(
+        parked, max_connections=2, extra_headers={"X-Extra": "on refusals too"}
+    )
+    first = await within(ripple.connect(url))
+    second = await within(ripple.connect(url))
+    first_conn, second_conn = await parked.next(), await parked.next()
+    response = await within(_refusal(url))
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "5"
+    assert response.headers["X-Extra"] == "on refusals too"
+    assert b"too many connections" in response.body
+    # The established connections didn't notice.
+    for client, conn in ((first, first_conn), (second, second_conn)):
+        await client.send("still here")
+        assert await within(conn.recv()) == "still here"
+        await conn.send("yes")
+        assert await within(client.recv()) == "yes"
+    # A slot frees when a connection closes.
+    await within(first.close())
+    await eventually(lambda: len(server.connections) == 1)
+    third = await within(ripple.connect(url))
+    await parked.next()
+    assert len(server.connections) == 2
+    for client in (second, third):
+        await within(client.close())
+
+
+async def test_max_connections_counts_handshakes_in_progress(servers: Servers) -> None:
+    release = asyncio.Event()
+    entered: list[int] = []
+
+    async def process_response(
+        conn: ripple.ServerConnection, request: ripple.Request, response: ripple.Response
+    ) -> None:
+        if response.status_code == 101:
+            entered.append(1)
+            await release.wait()
+
+    parked = Parked()
+    server, url = await servers.start(parked, max_connections=3, process_response=process_response)
+    attempts = [asyncio.ensure_future(ripple.connect(url)) for _ in range(8)]
+    # Three handshakes hold the slots; the five others are refused meanwhile.
+    await eventually(lambda: len(entered) == 3 and sum(a.done() for a in attempts) == 5)
+    release.set()
+    results = await within(asyncio.gather(*attempts, return_exceptions=True))
+    clients = [r for r in results if isinstance(r, ripple.ClientConnection)]
+    refusals = [r for r in results if isinstance(r, ripple.InvalidStatus)]
+    assert len(clients) == 3 and len(refusals) == 5
+    assert {r.response.status_code for r in refusals} == {503}
+    assert len(server.connections) == 3 and server._reserved == 0
+    for client in clients:
+        await within(client.close())
+
+
+async def test_max_connections_leaves_plain_http_answers_alone(servers: Servers) -> None:
+    parked = Parked()
+    server, url = await servers.start(
+        parked,
+        max_connections=1,
+        process_request=lambda c, r: c.respond(200, "ok") if r.path == "/health" else None,
+    )
+    async with ripple.connect(url):
+        await parked.next()
+        status, _, _ = await raw_request(
+            server_port(server), b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
+        )
+        assert status == 200
+        status, _, _ = await raw_request(server_port(server), b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert status == 426
+
+
+@pytest.mark.parametrize("value", [0, -1, True, 2.5, "3"])
+def test_bad_max_connections_raise_at_serve(value: Any) -> None:
+    with pytest.raises(ValueError, match="max_connections must be an int >= 1 or None"):
+        ripple.serve(echo, "127.0.0.1", 0, max_connections=value)
+
+
+# -- probes and hostile clients -------------------------------------------------------
+
+
+async def test_plain_http_probe_is_logged_at_debug_only(
+    servers: Servers, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    server, _ = await servers.start(echo)
+    status, _, body = await raw_request(
+        server_port(server), b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    )
+    assert status == 426
+    assert body == b"this is a WebSocket endpoint: send Upgrade: websocket\n"
+    # A TCP-level probe that connects and leaves says nothing at all.
+    async with raw_connection(server_port(server)):
+        pass
+    await eventually(lambda: not server._transports)
+    ripple_records = [r for r in caplog.records if r.name.startswith("ripple")]
+    assert any("no Upgrade header" in r.getMessage() for r in ripple_records)
+    assert all(r.levelno == logging.DEBUG for r in ripple_records)
+
+
+async def test_many_half_sent_requests_dont_delay_a_real_client(servers: Servers) -> None:
+    hostile_count = 1000
+    # Each hostile client takes two descriptors here (both ends are local).
+    needed = 2 * hostile_count + 256
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < needed:
+        if hard != resource.RLIM_INFINITY and hard < needed:
+            pytest.fail(f"RLIMIT_NOFILE hard limit {hard} < {needed}: raise it to run this test")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
+    loop = asyncio.get_running_loop()
+    server, url = await servers.start(echo, open_timeout=60)
+    port = server_port(server)
+    lost: list[BaseException | None] = []
+
+    class Hostile(asyncio.Protocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            assert isinstance(transport, asyncio.Transport)
+            transport.write(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: webs")
+
+        def connection_lost(self, exc: BaseException | None) -> None:
+            lost.append(exc)
+
+    hostiles: list[asyncio.BaseTransport] = []
+    try:
+        for _ in range(hostile_count // 100):  # batches stay under the listen backlog
+            batch = await within(
+                asyncio.gather(
+                    *(loop.create_connection(Hostile, "127.0.0.1", port) for _ in range(100))
+                ),
+                20,
+            )
+            hostiles += [transport for transport, _ in batch]
+        await eventually(lambda: len(server._transports) >= hostile_count, 20)
+        async with bounded(BOUND), ripple.connect(url) as client:
+            await client.send("through the crowd")
+            assert await client.recv() == "through the crowd"
+        assert lost == []  # every hostile client is still held open
+        assert len(server._transports) >= hostile_count
+    finally:
+        for transport in hostiles:
+            transport.abort()
+    await eventually(lambda: not server._transports, 20)
+    assert len(lost) == hostile_count

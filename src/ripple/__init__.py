@@ -16,6 +16,7 @@ Example::
     asyncio.run(main())
 """
 
+from .auth import BasicAuth, basic_auth
 from .broadcast import broadcast
 from .client import ClientConnection, connect, unix_connect
 from .connection import Connection
@@ -52,6 +53,7 @@ from .typing import Data, LoggerLike, Subprotocol
 __version__ = "0.1.0"
 
 __all__ = [
+    "BasicAuth",
     "ClientConnection",
     "ClientExtensionFactory",
     "Close",
@@ -89,6 +91,7 @@ __all__ = [
     "State",
     "Subprotocol",
     "WebSocketException",
+    "basic_auth",
     "broadcast",
     "connect",
     "serve",

@@ -118,14 +118,23 @@ class connect(Opening[ClientConnection]):
         open_timeout: seconds the TCP connect and handshake may take.
         ping_interval, ping_timeout, close_timeout, max_size, max_queue,
         read_limit, write_limit, logger: as for :func:`serve`.
-        **kwargs: passed to ``loop.create_connection`` (``sock``, ``ssl``,
-            ``server_hostname``, ``local_addr``...).
+        ssl: for a wss:// URI, the :class:`ssl.SSLContext` to use; by default
+            ``ssl.create_default_context()``, which verifies the certificate
+            and the host name against the system's CAs.
+        server_hostname: the name to send in SNI and to check the
+            certificate against; the URI's host by default (unix sockets
+            and ``sock=`` included).
+        **kwargs: passed to ``loop.create_connection`` (``sock``,
+            ``local_addr``...).
 
     Raises:
         InvalidURI: the URI isn't a valid ws:// or wss:// URI.
+        ValueError: ``ssl=`` with a ws:// URI, or ``ssl=None`` with a wss:// one.
         InvalidHandshake: the server refused or answered something invalid
             (``InvalidStatus`` carries the response).
-        OSError: the TCP connection failed.
+        OSError: the TCP connection failed; ``ssl.SSLCertVerificationError``
+            when the server's certificate isn't trusted or doesn't match
+            the host name.
         TimeoutError: the handshake took longer than ``open_timeout``.
     """
 
@@ -177,11 +186,19 @@ class connect(Opening[ClientConnection]):
         self._unix = kwargs.pop("unix", False)
         self._path = kwargs.pop("path", None)
         if self.wsuri.secure:
-            kwargs.setdefault("ssl", True)
-        elif kwargs.get("ssl") is not None:
+            if kwargs.setdefault("ssl", True) in (None, False):
+                raise ValueError(
+                    "a wss:// URI needs TLS: pass an ssl.SSLContext as ssl=, or leave ssl= "
+                    "out for the default one; use ws:// for a plain connection"
+                )
+            if kwargs["ssl"] is True:
+                # Verifies the chain and the host name (SNI is sent too).
+                kwargs["ssl"] = ssl_module.create_default_context()
+            if self._unix or "sock" in kwargs:
+                # asyncio has no host to take the name from: use the URI's.
+                kwargs.setdefault("server_hostname", self.wsuri.host)
+        elif kwargs.get("ssl") not in (None, False):
             raise ValueError("ssl= requires a wss:// URI")
-        if kwargs.get("ssl") is True:
-            kwargs["ssl"] = ssl_module.create_default_context()
         self.kwargs = kwargs
         self.connection: ClientConnection | None = None
 
@@ -230,9 +247,12 @@ def unix_connect(path: str | None = None, uri: str | None = None, **kwargs: Any)
 
     Args:
         path: the socket's path (or pass ``sock=``).
-        uri: the URI for the request line and Host header; ws://localhost/ by default.
+        uri: the URI for the request line and Host header; ws://localhost/ by
+            default, wss://localhost/ with ``ssl=`` (so the certificate is
+            checked against "localhost" unless ``server_hostname=`` says otherwise).
         **kwargs: as for :func:`connect`.
     """
     if uri is None:
-        uri = "wss://localhost/" if kwargs.get("ssl") is not None else "ws://localhost/"
+        tls = kwargs.get("ssl") not in (None, False)
+        uri = "wss://localhost/" if tls else "ws://localhost/"
     return connect(uri, unix=True, path=path, **kwargs)

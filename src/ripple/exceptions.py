@@ -16,9 +16,13 @@ The tree mirrors where a failure comes from::
     │   │   ├── InvalidOrigin
     │   │   └── InvalidUpgrade
     │   └── NegotiationError        extensions or subprotocols don't match
+    │       ├── DuplicateParameter
+    │       ├── InvalidParameterName
+    │       └── InvalidParameterValue
     ├── InvalidURI                  not a ws:// or wss:// URI
     ├── ProtocolError               the peer broke RFC 6455 (close 1002)
-    │   ├── InvalidUTF8             text that isn't UTF-8 (close 1007)
+    │   ├── InvalidPayload          undecodable payload (close 1007)
+    │   │   └── InvalidUTF8         text that isn't UTF-8
     │   └── PayloadTooBig           a message over max_size (close 1009)
     ├── InvalidState                an operation not allowed in this state
     └── ConcurrencyError            two coroutines recv() at once; a duplicate ping
@@ -37,12 +41,16 @@ __all__ = [
     "ConnectionClosed",
     "ConnectionClosedError",
     "ConnectionClosedOK",
+    "DuplicateParameter",
     "InvalidHandshake",
     "InvalidHeader",
     "InvalidHeaderFormat",
     "InvalidHeaderValue",
     "InvalidMessage",
     "InvalidOrigin",
+    "InvalidParameterName",
+    "InvalidParameterValue",
+    "InvalidPayload",
     "InvalidState",
     "InvalidStatus",
     "InvalidURI",
@@ -181,6 +189,31 @@ class NegotiationError(InvalidHandshake):
     """Extensions or subprotocols could not be negotiated."""
 
 
+class DuplicateParameter(NegotiationError):
+    """An extension parameter appears twice."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"duplicate parameter: {name}")
+
+
+class InvalidParameterName(NegotiationError):
+    """An extension parameter this extension doesn't define."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"invalid parameter name: {name}")
+
+
+class InvalidParameterValue(NegotiationError):
+    """An extension parameter with a value it can't take."""
+
+    def __init__(self, name: str, value: str | None) -> None:
+        self.name = name
+        self.value = value
+        super().__init__(f"invalid value for parameter {name}: {value}")
+
+
 class InvalidURI(WebSocketException):
     """A URI that isn't a valid ws:// or wss:// URI."""
 
@@ -203,10 +236,14 @@ class ProtocolError(WebSocketException):
     code = 1002
 
 
-class InvalidUTF8(ProtocolError):
-    """A text message or close reason that isn't valid UTF-8."""
+class InvalidPayload(ProtocolError):
+    """A payload that isn't what the message says it is (close 1007)."""
 
     code = 1007
+
+
+class InvalidUTF8(InvalidPayload):
+    """A text message or close reason that isn't valid UTF-8."""
 
 
 class PayloadTooBig(ProtocolError):

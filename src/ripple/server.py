@@ -6,7 +6,9 @@ import asyncio
 import http
 import inspect
 import logging
+import re
 import socket
+import ssl as ssl_module
 from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
 from typing import Any, Union
@@ -14,7 +16,7 @@ from typing import Any, Union
 from .connection import Connection, check_options
 from .exceptions import ConnectionClosed, InvalidHandshake, NegotiationError, SecurityError
 from .opening import Opening
-from .protocol.extensions import ServerExtensionFactory
+from .protocol.extensions import Extension, ServerExtensionFactory
 from .protocol.handshake import HandshakeRejected, reject, server_accept
 from .protocol.headers import Headers, HeadersLike
 from .protocol.http11 import Request, Response, parse_request
@@ -25,12 +27,83 @@ __all__ = ["Server", "ServerConnection", "serve", "unix_serve"]
 
 SERVER_HEADER = "ripple"
 
+#: Seconds a client refused for ``max_connections`` is told to wait (Retry-After).
+RETRY_AFTER = 5
+
+#: The attribute a handler decorator (``basic_auth``) sets on the handler it
+#: returns: a tuple of checks that run like ``process_request``, before it.
+HANDLER_CHECKS = "__ripple_request_checks__"
+
 Handler = Callable[["ServerConnection"], Awaitable[None]]
 ProcessRequest = Callable[
     ["ServerConnection", Request], Union[Awaitable[Union[Response, None]], Response, None]
 ]
+ProcessResponse = Callable[
+    ["ServerConnection", Request, Response],
+    Union[Awaitable[Union[Response, None]], Response, None],
+]
 SelectSubprotocol = Callable[["ServerConnection", Sequence[str]], Union[str, None]]
 ExtraHeaders = Union[HeadersLike, Callable[["ServerConnection", Request], HeadersLike], None]
+
+# The 101's fields that carry the negotiation: process_response may not change them.
+_HANDSHAKE_FIELDS = (
+    "Upgrade",
+    "Connection",
+    "Sec-WebSocket-Accept",
+    "Sec-WebSocket-Protocol",
+    "Sec-WebSocket-Extensions",
+)
+# An origin as browsers serialize it (RFC 6454 §6.2): scheme://host[:port].
+_ORIGIN = re.compile(r"[a-z][a-z0-9+.-]*://[^/?#@\s]+")
+
+
+async def _hook_result(value: Any, hook: str) -> Response | None:
+    # process_request and process_response may be sync or async.
+    if inspect.isawaitable(value):
+        value = await value
+    if value is not None and not isinstance(value, Response):
+        raise TypeError(f"{hook} must return a Response or None, not {value!r}")
+    return value
+
+
+def _handshake_fields(response: Response) -> list[list[str]]:
+    return [response.headers.get_all(name) for name in _HANDSHAKE_FIELDS]
+
+
+def _check_origins(origins: Sequence[str | None] | None) -> list[str | None] | None:
+    """Validate ``origins=`` at the call; return it lower-cased."""
+    if origins is None:
+        return None
+    if isinstance(origins, str):
+        raise TypeError(f"origins must be a list of origins, not a str: pass [{origins!r}]")
+    checked: list[str | None] = []
+    for origin in origins:
+        if origin is None:
+            checked.append(None)
+            continue
+        if not isinstance(origin, str):
+            raise TypeError(f"origins must contain str or None, not {origin!r}")
+        lowered = origin.lower()
+        # "null" is what sandboxed or file:// pages send; allow it only explicitly.
+        if lowered != "null" and not _ORIGIN.fullmatch(lowered):
+            raise ValueError(
+                f"{origin!r} isn't an origin: pass scheme://host[:port] without a path "
+                "or trailing slash, e.g. 'https://example.com', or None to allow "
+                "requests without an Origin header"
+            )
+        checked.append(lowered)
+    return checked
+
+
+def _check_max_connections(value: int | None) -> int | None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise ValueError(f"max_connections must be an int >= 1 or None, got {value!r}")
+    return value
+
+
+def _check_hook(name: str, value: object) -> None:
+    if value is not None and not callable(value):
+        raise TypeError(f"{name} must be a function or None, got {value!r}")
 
 
 class ServerConnection(Connection):
@@ -45,9 +118,12 @@ class ServerConnection(Connection):
     def __init__(self, server: Server, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.server = server
+        #: The user name that :func:`basic_auth` authenticated; None otherwise.
+        self.username: str | None = None
         self._hs_buf = bytearray()
         self._hs_timer: asyncio.TimerHandle | None = None
         self._task: asyncio.Task[None] | None = None
+        self._slot = False  # holds one of the server's max_connections slots
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -86,7 +162,16 @@ class ServerConnection(Connection):
 
     def _refuse(self, response: Response, exc: Exception) -> None:
         self.logger.debug("handshake refused: %s", exc)
-        self._finish_response(response)
+        self._add_headers(response)
+        self._send_refusal(response)
+
+    def _send_refusal(self, response: Response) -> None:
+        # A plain answer ends the connection: frame the body for the client.
+        headers = response.headers
+        if "Content-Length" not in headers:
+            headers["Content-Length"] = str(len(response.body))
+        if "Connection" not in headers:
+            headers["Connection"] = "close"
         self._write_response(response)
         assert self.transport is not None
         self.transport.close()
@@ -113,6 +198,7 @@ class ServerConnection(Connection):
 
     async def _run(self, request: Request) -> None:
         server = self.server
+        accepted = False
         try:
             accepted = await self._handshake(request)
         except Exception:
@@ -129,6 +215,8 @@ class ServerConnection(Connection):
             if self._hs_timer is not None:
                 self._hs_timer.cancel()
                 self._hs_timer = None
+            if not accepted:
+                server._release(self)
         if not accepted:
             return
         server._accepted(self)
@@ -167,25 +255,76 @@ class ServerConnection(Connection):
             self._arm_close_timer()
 
     async def _handshake(self, request: Request) -> bool:
+        # The order: checks that may answer plain HTTP (a handler's
+        # basic_auth, then process_request), the handshake's own checks
+        # (400, 403, 405, 426), admission (503), then process_response.
         server = self.server
-        if server.process_request is not None:
-            result = server.process_request(self, request)
-            if inspect.isawaitable(result):
-                result = await result
-            if result is not None:
-                if not isinstance(result, Response):
-                    raise TypeError(
-                        f"process_request must return a Response or None, not {result!r}"
+        response: Response | None = None
+        for check in server.request_checks:
+            response = await _hook_result(check(self, request), "process_request")
+            if response is not None:
+                if response.status_code < 200:
+                    raise ValueError(
+                        f"process_request returned a {response.status_code} response; "
+                        "return None to go on with the handshake"
                     )
-                self._finish_response(result)
-                self._write_response(result)
-                assert self.transport is not None
-                self.transport.close()
-                return False
+                break
+        negotiated: tuple[str | None, list[Extension]] | None = None
+        if response is None:
+            response, negotiated = self._accept(request)
+        self._add_headers(response)
+        if server.process_response is not None:
+            expected = _handshake_fields(response) if negotiated is not None else None
+            replacement = await _hook_result(
+                server.process_response(self, request, response), "process_response"
+            )
+            if replacement is not None:
+                response = replacement
+            if response.status_code == 101:
+                if expected is None:
+                    raise ValueError(
+                        "process_response returned a 101 for a request that isn't being "
+                        "upgraded; it may alter the 101 or refuse, not accept a refused request"
+                    )
+                if _handshake_fields(response) != expected:
+                    raise ValueError(
+                        "process_response changed a handshake header of the 101 "
+                        f"({', '.join(_HANDSHAKE_FIELDS)}); change other headers only"
+                    )
+        if negotiated is None or response.status_code != 101:
+            self._send_refusal(response)
+            return False
+        if self.transport is None or self._lost.done():
+            return False
+        self.subprotocol, extensions = negotiated
+        self._write_response(response)
+        protocol = Protocol(
+            SERVER, max_size=self.max_size, extensions=extensions, defer_failure=True
+        )
+        leftover = bytes(self._hs_buf)
+        self._hs_buf = bytearray()
+        self.start_protocol(protocol, leftover)
+        return True
+
+    def _accept(
+        self, request: Request
+    ) -> tuple[Response, tuple[str | None, list[Extension]] | None]:
+        """The 101 and what it negotiated, or a refusal and None."""
+        server = self.server
 
         def select(offered: list[str]) -> str | None:
             if server.select_subprotocol is not None:
-                return server.select_subprotocol(self, offered)
+                chosen = server.select_subprotocol(self, offered)
+                if inspect.isawaitable(chosen):
+                    if inspect.iscoroutine(chosen):
+                        chosen.close()  # no "never awaited" warning on top of ours
+                    raise TypeError("select_subprotocol must be a plain function, not async")
+                if chosen is not None and not isinstance(chosen, str):
+                    raise TypeError(
+                        f"select_subprotocol must return one of the offered str or None, "
+                        f"not {chosen!r}"
+                    )
+                return chosen
             # The server's preference order among what the client offers.
             for name in server.subprotocols or ():
                 if name in offered:
@@ -197,36 +336,29 @@ class ServerConnection(Connection):
                 request,
                 select_subprotocol=select,
                 extension_factories=server.extension_factories,
+                origins=server.origins,
             )
         except HandshakeRejected as exc:
             self.logger.debug("handshake refused: %s", exc)
-            response = exc.response
-            self._finish_response(response)
-            self._write_response(response)
-            assert self.transport is not None
-            self.transport.close()
-            return False
+            return exc.response, None
         except NegotiationError as exc:
-            response = reject(400, str(exc))
-            self._finish_response(response)
-            self._write_response(response)
-            assert self.transport is not None
-            self.transport.close()
-            return False
-        self._finish_response(response, request)
-        if self.transport is None or self._lost.done():
-            return False
-        self.subprotocol = subprotocol
-        self._write_response(response)
-        protocol = Protocol(
-            SERVER, max_size=self.max_size, extensions=extensions, defer_failure=True
-        )
-        leftover = bytes(self._hs_buf)
-        self._hs_buf = bytearray()
-        self.start_protocol(protocol, leftover)
-        return True
+            self.logger.debug("handshake refused: %s", exc)
+            return reject(400, str(exc)), None
+        if not server._reserve(self):
+            self.logger.debug(
+                "handshake refused: max_connections=%d reached", server.max_connections
+            )
+            return (
+                reject(
+                    503,
+                    f"too many connections; retry in {RETRY_AFTER} s",
+                    [("Retry-After", str(RETRY_AFTER))],
+                ),
+                None,
+            )
+        return response, (subprotocol, extensions)
 
-    def _finish_response(self, response: Response, request: Request | None = None) -> None:
+    def _add_headers(self, response: Response) -> None:
         # Server header by default; extra_headers may change or remove it.
         headers = response.headers
         configured = self.server.extra_headers
@@ -252,12 +384,6 @@ class ServerConnection(Connection):
                     if name in headers:
                         del headers[name]
                 headers[name] = value
-        if response.status_code != 101:
-            # A plain answer ends the connection: frame the body for the client.
-            if "Content-Length" not in headers:
-                headers["Content-Length"] = str(len(response.body))
-            if "Connection" not in headers:
-                headers["Connection"] = "close"
 
     def handshake_lost(self, exc: Exception | None) -> None:
         if self._hs_timer is not None:
@@ -278,16 +404,26 @@ class Server:
         handler: Handler,
         *,
         process_request: ProcessRequest | None = None,
+        process_response: ProcessResponse | None = None,
         select_subprotocol: SelectSubprotocol | None = None,
         subprotocols: Sequence[str] | None = None,
         extra_headers: ExtraHeaders = None,
         server_header: str | None = SERVER_HEADER,
         extension_factories: Sequence[ServerExtensionFactory] = (),
+        origins: Sequence[str | None] | None = None,
+        max_connections: int | None = None,
         open_timeout: float | None = 10,
         logger: LoggerLike = None,
     ) -> None:
         self.handler = handler
         self.process_request = process_request
+        self.process_response = process_response
+        # A decorated handler's checks (basic_auth) run first: authenticate,
+        # then let process_request decide with connection.username set.
+        checks: list[ProcessRequest] = list(getattr(handler, HANDLER_CHECKS, ()))
+        if process_request is not None:
+            checks.append(process_request)
+        self.request_checks = checks
         self.select_subprotocol = select_subprotocol
         self.subprotocols = list(subprotocols) if subprotocols is not None else None
         if extra_headers is not None and not callable(extra_headers):
@@ -296,11 +432,14 @@ class Server:
         self.extra_headers = extra_headers
         self.server_header = server_header
         self.extension_factories = list(extension_factories)
+        self.origins = _check_origins(origins)
+        self.max_connections = _check_max_connections(max_connections)
         self.open_timeout = open_timeout
         self.logger = logger or logging.getLogger("ripple.server")
         self.server: asyncio.Server | None = None
         self._transports: set[ServerConnection] = set()
         self._open: set[ServerConnection] = set()
+        self._reserved = 0  # max_connections slots held by handshakes in progress
         self._handlers: set[ServerConnection] = set()
         self._closing = False
         self._close_task: asyncio.Task[None] | None = None
@@ -311,6 +450,7 @@ class Server:
         self._transports.add(connection)
 
     def _accepted(self, connection: ServerConnection) -> None:
+        self._release(connection)  # the open connection now counts instead
         self._open.add(connection)
         self._handlers.add(connection)
         if self._closing:
@@ -322,6 +462,22 @@ class Server:
     def _connection_lost(self, connection: ServerConnection) -> None:
         self._transports.discard(connection)
         self._open.discard(connection)
+        self._release(connection)
+
+    def _reserve(self, connection: ServerConnection) -> bool:
+        # Handshakes in progress hold a slot, so concurrent handshakes that
+        # are all still in process_response can't overshoot the cap.
+        limit = self.max_connections
+        if limit is not None and len(self._open) + self._reserved >= limit:
+            return False
+        self._reserved += 1
+        connection._slot = True
+        return True
+
+    def _release(self, connection: ServerConnection) -> None:
+        if connection._slot:
+            connection._slot = False
+            self._reserved -= 1
 
     @property
     def sockets(self) -> set[socket.socket]:
@@ -437,8 +593,18 @@ class serve(Opening[Server]):
             a list of pairs, or a callable ``(connection, request)`` returning one.
         process_request: ``(connection, request)``, sync or async; return a
             :class:`Response` to answer plain HTTP, None to continue the handshake.
+            :func:`basic_auth` builds one.
+        process_response: ``(connection, request, response)``, sync or async,
+            called with the response about to be sent (the 101 or a refusal);
+            alter it in place or return a replacement; None keeps it.
         select_subprotocol: ``(connection, offered)`` returning one of the
             offered subprotocols or None; overrides ``subprotocols``.
+        origins: allowed values of the Origin header, e.g.
+            ``["https://example.com", None]``; None in the list admits
+            requests without one (non-browser clients). Anything else gets a
+            403. Default: no check.
+        max_connections: most WebSocket connections open at once; handshakes
+            over it get a 503 with Retry-After. None for no limit.
         ping_interval: seconds between keepalive pings; None disables them.
         ping_timeout: seconds to wait for a pong before closing with 1011.
         close_timeout: seconds the closing handshake may take.
@@ -449,11 +615,14 @@ class serve(Opening[Server]):
         extensions: extension factories, tried in order.
         open_timeout: seconds the opening handshake may take; None for no limit.
         server_header: the Server header value; None to send none.
+        ssl: an :class:`ssl.SSLContext` with the server's certificate to serve
+            wss://; its TLS handshake is bounded by ``open_timeout`` too.
         **kwargs: passed to ``loop.create_server`` (``sock``, ``reuse_port``,
-            ``backlog``, ``ssl``...).
+            ``backlog``...).
 
     Raises:
         ValueError: a parameter is out of range (the message says which).
+        TypeError: a parameter has the wrong type (the message says which).
     """
 
     def __init__(
@@ -467,7 +636,10 @@ class serve(Opening[Server]):
         subprotocols: Sequence[str] | None = None,
         extra_headers: ExtraHeaders = None,
         process_request: ProcessRequest | None = None,
+        process_response: ProcessResponse | None = None,
         select_subprotocol: SelectSubprotocol | None = None,
+        origins: Sequence[str | None] | None = None,
+        max_connections: int | None = None,
         ping_interval: float | None = 20,
         ping_timeout: float | None = 20,
         close_timeout: float | None = 10,
@@ -478,22 +650,41 @@ class serve(Opening[Server]):
         extensions: Sequence[ServerExtensionFactory] | None = None,
         open_timeout: float | None = 10,
         server_header: str | None = SERVER_HEADER,
+        ssl: ssl_module.SSLContext | None = None,
         **kwargs: Any,
     ) -> None:
         if not callable(handler):
             raise TypeError("handler must be a coroutine function taking the connection")
         if compression not in ("deflate", None):
             raise ValueError(f'compression must be "deflate" or None, got {compression!r}')
+        _check_hook("process_request", process_request)
+        _check_hook("process_response", process_response)
+        _check_hook("select_subprotocol", select_subprotocol)
+        if ssl is not None:
+            if not isinstance(ssl, ssl_module.SSLContext):
+                raise TypeError(
+                    "ssl must be an ssl.SSLContext holding the server's certificate, e.g. "
+                    "ssl.create_default_context(ssl.Purpose.CLIENT_AUTH) followed by "
+                    f"load_cert_chain(...), or None; got {ssl!r}"
+                )
+            kwargs["ssl"] = ssl
+            if open_timeout is not None:
+                # asyncio's default is 60 s: a client stalling its TLS
+                # handshake shouldn't hold a socket longer than open_timeout.
+                kwargs.setdefault("ssl_handshake_timeout", open_timeout)
         self._unix = kwargs.pop("unix", False)
         self._path = kwargs.pop("path", None)
         self.server = Server(
             handler,
             process_request=process_request,
+            process_response=process_response,
             select_subprotocol=select_subprotocol,
             subprotocols=subprotocols,
             extra_headers=extra_headers,
             server_header=server_header,
             extension_factories=list(extensions or ()),
+            origins=origins,
+            max_connections=max_connections,
             open_timeout=open_timeout,
             logger=logger,
         )

@@ -1,8 +1,8 @@
-"""Run the seed's examples from examples/ against real sockets.
+"""Run the examples from examples/ against real sockets.
 
-Each example is the seed's code with only its import changed to ripple. To
-keep tests on free ports, the test copies the file and swaps the hard-coded
-port (8765) and socket path for its own; nothing else changes.
+Each example but page.py is the seed's code with only its import changed to
+ripple. To keep tests on free ports, the test copies the file and swaps the
+hard-coded port (8765) and socket path for its own; nothing else changes.
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ import os
 import signal
 import socket
 import sys
+import urllib.error
+import urllib.request
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -123,3 +125,66 @@ async def test_unix_example(tmp_path: Path) -> None:
         assert await ws.recv() == "Connected via Unix socket"
         await ws.send("ping")
         assert await ws.recv() == "Unix echo: ping"
+
+
+async def test_auth_example(tmp_path: Path) -> None:
+    port = free_port()
+    uri = f"ws://127.0.0.1:{port}/"
+    async with run_example("auth.py", tmp_path, {"8765": str(port)}), bounded(10):
+        with pytest.raises(ripple.InvalidStatus) as info:
+            await ripple.connect(uri)
+        response = info.value.response
+        assert response.status_code == 401
+        assert response.headers["WWW-Authenticate"] == 'Basic realm="WebSocket", charset="UTF-8"'
+        assert response.headers["Server"] == "MyWebSocketServer/1.0"
+        with pytest.raises(ripple.InvalidStatus) as info:
+            await ripple.connect(f"ws://admin:wrong@127.0.0.1:{port}/")
+        assert info.value.response.status_code == 401
+        # The header the example prints, sent as is.
+        header = {"Authorization": "Basic YWRtaW46c2VjcmV0MTIz"}
+        async with ripple.connect(uri, additional_headers=header) as ws:
+            assert ws.response_headers["Server"] == "MyWebSocketServer/1.0"
+            assert await ws.recv() == "Welcome! You are authenticated."
+        async with ripple.connect(f"ws://admin:secret123@127.0.0.1:{port}/") as ws:
+            assert await ws.recv() == "Welcome! You are authenticated."
+            await ws.send("STATUS")
+            assert await ws.recv() == "Server is running normally"
+            await ws.send("hi")
+            assert await ws.recv() == "Received: hi"
+
+
+def http_get(url: str) -> tuple[int, str, str]:
+    """A plain HTTP client (urllib): status, Content-Type, body."""
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.headers["Content-Type"], response.read().decode()
+    except urllib.error.HTTPError as exc:
+        with exc:
+            return exc.code, exc.headers["Content-Type"], exc.read().decode()
+
+
+async def test_page_and_websocket_on_one_port(tmp_path: Path) -> None:
+    port = free_port()
+    base = f"127.0.0.1:{port}"
+    async with run_example("page.py", tmp_path, {"8765": str(port)}), bounded(20):
+        status, content_type, body = await asyncio.to_thread(http_get, f"http://{base}/")
+        assert status == 200
+        assert content_type == "text/html; charset=utf-8"
+        assert "new WebSocket(`ws://${location.host}/ws`)" in body
+        # What the page's script does, from the page's origin.
+        async with ripple.connect(f"ws://{base}/ws", origin=f"http://{base}") as ws:
+            await ws.send("hello from the page")
+            assert await ws.recv() == "echo: hello from the page"
+        # A non-browser client sends no Origin: allowed too.
+        async with ripple.connect(f"ws://{base}/ws") as ws:
+            await ws.send("plain")
+            assert await ws.recv() == "echo: plain"
+        # Another site's page may not open it.
+        with pytest.raises(ripple.InvalidStatus) as info:
+            await ripple.connect(f"ws://{base}/ws", origin="https://evil.example")
+        assert info.value.response.status_code == 403
+        # Plain HTTP elsewhere: 426 at the endpoint, 404 anywhere else.
+        status, _, body = await asyncio.to_thread(http_get, f"http://{base}/ws")
+        assert status == 426 and "Upgrade" in body
+        status, _, body = await asyncio.to_thread(http_get, f"http://{base}/nothing")
+        assert status == 404 and "/ws" in body

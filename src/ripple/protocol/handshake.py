@@ -12,6 +12,7 @@ from ..exceptions import (
     InvalidHandshake,
     InvalidHeader,
     InvalidHeaderValue,
+    InvalidOrigin,
     InvalidStatus,
     InvalidUpgrade,
     NegotiationError,
@@ -33,6 +34,7 @@ __all__ = [
     "HandshakeRejected",
     "accept_key",
     "build_request",
+    "check_origin",
     "check_response",
     "generate_key",
     "parse_token_list",
@@ -100,11 +102,34 @@ def _check_upgrade(headers: Headers) -> None:
         raise InvalidUpgrade("Upgrade", ", ".join(headers.get_all("Upgrade")) or None)
 
 
+def check_origin(headers: Headers, origins: Sequence[str | None]) -> None:
+    """Check the Origin header against an allowlist (RFC 6455 §10.2).
+
+    Args:
+        headers: the request's headers.
+        origins: allowed origins, lower-case (scheme and host compare
+            case-insensitively); None in the list allows requests without
+            an Origin header.
+
+    Raises:
+        InvalidOrigin: the origin isn't allowed, or is missing and None isn't
+            in the list.
+        InvalidHeader: more than one Origin header.
+    """
+    origin = _single(headers, "Origin")
+    if origin is None:
+        if None not in origins:
+            raise InvalidOrigin(None)
+    elif origin.lower() not in origins:
+        raise InvalidOrigin(origin)
+
+
 def server_accept(
     request: Request,
     *,
     select_subprotocol: Callable[[list[str]], str | None],
     extension_factories: Sequence[ServerExtensionFactory] = (),
+    origins: Sequence[str | None] | None = None,
 ) -> tuple[Response, str | None, list[Extension]]:
     """Check a handshake request; build the 101 response.
 
@@ -112,12 +137,13 @@ def server_accept(
         request: the client's request.
         select_subprotocol: picks one of the client's subprotocols, or None.
         extension_factories: extensions the server supports, in preference order.
+        origins: if given, the allowed origins (see :func:`check_origin`).
 
     Returns:
         The 101 response, the subprotocol and the negotiated extensions.
 
     Raises:
-        HandshakeRejected: with the error response to send (400, 405, 426).
+        HandshakeRejected: with the error response to send (400, 403, 405, 426).
     """
     headers = request.headers
     if request.method != "GET":
@@ -162,6 +188,19 @@ def server_accept(
             else "missing Sec-WebSocket-Version header; use 13"
         )
         raise HandshakeRejected(reject(426, message, [("Sec-WebSocket-Version", "13")]), message)
+    if origins is not None:
+        # After the checks above: a plain probe still gets its 426.
+        try:
+            check_origin(headers, origins)
+        except InvalidOrigin as exc:
+            message = (
+                "missing Origin header; this endpoint requires one"
+                if exc.value is None
+                else f"Origin {exc.value} isn't allowed"
+            )
+            raise HandshakeRejected(reject(403, message), message) from None
+        except InvalidHeader as exc:
+            raise HandshakeRejected(reject(400, str(exc)), str(exc)) from None
 
     response_headers = Headers()
     response_headers["Upgrade"] = "websocket"

@@ -133,6 +133,7 @@ class Protocol:
         "_decoder",
         "_discard",
         "_ext_rsv",
+        "_ext_slack",
         "_frag_op",
         "_frag_parts",
         "_frag_size",
@@ -173,6 +174,12 @@ class Protocol:
         self._ext_rsv = 0
         for ext in self.extensions:
             self._ext_rsv |= ext.rsv_bits
+        # An extension's encoding (deflate) can be slightly larger than the
+        # message: allow that much before buffering; the extension checks
+        # the decoded size exactly.
+        self._ext_slack = 0
+        if self.extensions and max_size is not None:
+            self._ext_slack = (max_size >> 8) + 1024
         self.state = OPEN
         self.close_rcvd: Close | None = None
         self.close_sent: Close | None = None
@@ -265,8 +272,7 @@ class Protocol:
                 if (
                     max_size is not None
                     and opcode < OP_CLOSE
-                    and self._frag_size + length > max_size
-                    and not rsv  # compressed sizes are checked by the extension
+                    and self._frag_size + length > max_size + self._ext_slack
                 ):
                     # Decided from the declared length, before buffering.
                     raise PayloadTooBig(
