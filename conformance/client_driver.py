@@ -64,7 +64,7 @@ def open_connection(uri: str, close_timeout: float) -> connect:
     return connect(
         uri,
         max_size=MAX_SIZE,
-        compression=None,
+        compression="deflate",  # sections 12-13 need an offer; others decline it
         # No keepalive pings: the suite would log them as unexpected frames.
         ping_interval=None,
         close_timeout=close_timeout,

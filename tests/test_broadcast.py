@@ -12,6 +12,7 @@ import pytest
 
 import ripple
 from aio_helpers import Parked, Servers, within
+from ripple.protocol.deflate import PerMessageDeflate, ServerPerMessageDeflateFactory
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -23,10 +24,11 @@ EXCEPTION_GROUP: Any = broadcast_module._ExceptionGroup
 
 
 async def connect_many(
-    servers: Servers, n: int
+    servers: Servers, n: int, **server_options: Any
 ) -> tuple[list[ripple.ClientConnection], list[ripple.ServerConnection]]:
     parked = Parked()
-    _, url = await servers.start(parked)
+    server_options.setdefault("compression", None)  # plain frames unless asked
+    _, url = await servers.start(parked, **server_options)
     clients = [await within(ripple.connect(url)) for _ in range(n)]
     conns = [await parked.next() for _ in range(n)]
     # Order the server connections like the clients.
@@ -188,3 +190,83 @@ async def test_broadcast_rejects_non_messages(group: Any, bad: object) -> None:
 def test_broadcast_to_nobody() -> None:
     ripple.broadcast([], "nobody listens")
     ripple.broadcast([], "nobody listens", raise_exceptions=True)
+
+
+async def test_broadcast_compresses_once_per_group_without_context_takeover(
+    servers: Servers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # server_no_context_takeover: a compressed message is the same bytes for
+    # every connection with the same parameters.
+    shared = ServerPerMessageDeflateFactory(server_no_context_takeover=True)
+    clients, conns = await connect_many(servers, 10, compression=None, extensions=[shared])
+    try:
+        for conn in conns:
+            assert conn.protocol is not None
+            (ext,) = conn.protocol.extensions
+            assert isinstance(ext, PerMessageDeflate) and ext.shared_key is not None
+        real = broadcast_module.compress_message
+        calls: list[Any] = []
+
+        def counting(*args: Any) -> bytes:
+            calls.append(args)
+            return real(*args)
+
+        monkeypatch.setattr(broadcast_module, "compress_message", counting)
+        message = "compressible " * 200
+        ripple.broadcast(conns, message)
+        assert len(calls) == 1
+        for client in clients:
+            assert await within(client.recv()) == message
+        # The connections' own contexts still work after a shared frame.
+        for conn, client in zip(conns, clients, strict=True):
+            await conn.send("own " * 50)
+            assert await within(client.recv()) == "own " * 50
+    finally:
+        for client in clients:
+            if client.transport is not None:
+                client.transport.abort()
+
+
+async def test_broadcast_with_context_takeover_compresses_per_connection(
+    servers: Servers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    takeover = ServerPerMessageDeflateFactory()  # context takeover on both sides
+    clients, conns = await connect_many(servers, 5, extensions=[takeover])
+    try:
+        calls: list[Any] = []
+        real = broadcast_module.compress_message
+        monkeypatch.setattr(
+            broadcast_module, "compress_message", lambda *a: calls.append(a) or real(*a)
+        )
+        for _ in range(3):  # each connection's context carries over correctly
+            ripple.broadcast(conns, "context " * 100)
+            for client in clients:
+                assert await within(client.recv()) == "context " * 100
+        assert calls == []  # never shared: each connection used its own compressor
+    finally:
+        for client in clients:
+            if client.transport is not None:
+                client.transport.abort()
+
+
+async def test_default_compression_shares_one_compressed_frame(
+    servers: Servers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # compression="deflate" (the default) negotiates server_no_context_takeover.
+    clients, conns = await connect_many(servers, 5, compression="deflate")
+    try:
+        calls: list[Any] = []
+        real = broadcast_module.compress_message
+        monkeypatch.setattr(
+            broadcast_module, "compress_message", lambda *a: calls.append(a) or real(*a)
+        )
+        ripple.broadcast(conns, "shared " * 100)
+        for client in clients:
+            assert await within(client.recv()) == "shared " * 100
+            ext = client.response_headers["Sec-WebSocket-Extensions"]
+            assert "server_no_context_takeover" in ext
+        assert len(calls) == 1
+    finally:
+        for client in clients:
+            if client.transport is not None:
+                client.transport.abort()

@@ -1122,9 +1122,10 @@ class ReverseClientFactory(ClientExtensionFactory):
 async def test_extensions_negotiated_and_applied(servers: Servers) -> None:
     parked = Parked()
     factory = ReverseServerFactory()
-    server, url = await servers.start(parked, extensions=[factory])
+    # compression=None: the test extension claims RSV1, as deflate would.
+    server, url = await servers.start(parked, extensions=[factory], compression=None)
     client_factory = ReverseClientFactory()
-    async with ripple.connect(url, extensions=[client_factory]) as client:
+    async with ripple.connect(url, extensions=[client_factory], compression=None) as client:
         conn = await parked.next()
         assert factory.offers == [[("please", None)]]
         assert client_factory.answers == [[("ok", None)]]
@@ -1149,8 +1150,10 @@ async def test_extensions_negotiated_and_applied(servers: Servers) -> None:
 
 async def test_declined_extension_leaves_plain_frames(servers: Servers) -> None:
     parked = Parked()
-    _, url = await servers.start(parked, extensions=[ReverseServerFactory()])
-    async with ripple.connect(url, extensions=[ReverseClientFactory(decline=True)]) as client:
+    _, url = await servers.start(parked, extensions=[ReverseServerFactory()], compression=None)
+    async with ripple.connect(
+        url, extensions=[ReverseClientFactory(decline=True)], compression=None
+    ) as client:
         conn = await parked.next()
         assert "Sec-WebSocket-Extensions" not in client.response_headers
         assert conn.protocol is not None and conn.protocol.extensions == []

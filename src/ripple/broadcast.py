@@ -7,8 +7,9 @@ import sys
 from collections.abc import Iterable
 
 from .connection import Connection
-from .protocol.frames import OP_BINARY, OP_TEXT, encode_frame
-from .protocol.state import OPEN
+from .protocol.deflate import PerMessageDeflate, compress_message
+from .protocol.frames import OP_BINARY, OP_TEXT, RSV1, encode_frame
+from .protocol.state import OPEN, Protocol
 from .typing import Data
 
 __all__ = ["broadcast"]
@@ -35,10 +36,13 @@ def broadcast(
     """Send a message to many connections without waiting.
 
     Server frames aren't masked, so the frame is encoded once and the same
-    bytes are written to every open connection without extensions; others
-    get their own encoding. Connections that aren't open are skipped, and so
-    are connections busy sending a fragmented message (their frames can't
-    interleave). Nothing waits for slow clients: use it for fan-out.
+    bytes are written to every open connection without extensions. With
+    permessage-deflate negotiated under ``server_no_context_takeover``, the
+    message is compressed once per group of connections with the same
+    parameters; other compressed connections get their own encoding.
+    Connections that aren't open are skipped, and so are connections busy
+    sending a fragmented message (their frames can't interleave). Nothing
+    waits for slow clients: use it for fan-out.
 
     Args:
         websockets: the connections to send to.
@@ -58,6 +62,7 @@ def broadcast(
     else:
         raise TypeError(f"message must be str or bytes, not {type(message).__name__}")
     shared: bytes | None = None
+    compressed: dict[tuple[int, int, int], bytes] = {}
     errors: list[Exception] = []
     for connection in websockets:
         p = connection.protocol
@@ -74,13 +79,36 @@ def broadcast(
             else:
                 logger.debug("broadcast skipped %s: fragmented send in progress", connection.id)
             continue
-        if p.mask or p.extensions:
-            data = p.send_text(message) if opcode == OP_TEXT else p.send_binary(payload)  # type: ignore[arg-type]
-        else:
+        extensions = p.extensions
+        if p.mask:
+            data = _own_frame(p, opcode, message, payload)
+        elif not extensions:
             if shared is None:
                 # Encoded once: the same bytes go to every plain server connection.
                 shared = encode_frame(opcode, payload)
             data = shared
+        elif (
+            len(extensions) == 1
+            and isinstance(extensions[0], PerMessageDeflate)
+            and (key := extensions[0].shared_key) is not None
+        ):
+            # No context takeover on our side: a compressed message depends
+            # only on these parameters, so compress once per group.
+            data = compressed.get(key)  # type: ignore[assignment]
+            if data is None:
+                data = compressed[key] = encode_frame(
+                    opcode, compress_message(payload, key), rsv=RSV1
+                )
+        else:
+            data = _own_frame(p, opcode, message, payload)
         transport.write(data)
     if errors:
         raise _ExceptionGroup("broadcast failed for some connections", errors)
+
+
+def _own_frame(p: Protocol, opcode: int, message: Data, payload: bytes) -> bytes:
+    # Masked (client) or with its own compression context: encode for it alone.
+    if opcode == OP_TEXT:
+        assert isinstance(message, str)
+        return p.send_text(message)
+    return p.send_binary(payload)

@@ -20,7 +20,9 @@ async def echo_handler(websocket: ServerConnection) -> None:
         await websocket.send(message)
 
 
-async def run_echo(host: str, port: int, unix: str | None, max_size: int | None) -> None:
+async def run_echo(
+    host: str, port: int, unix: str | None, max_size: int | None, compression: str | None
+) -> None:
     loop = asyncio.get_running_loop()
     stop = loop.create_future()
 
@@ -32,10 +34,10 @@ async def run_echo(host: str, port: int, unix: str | None, max_size: int | None)
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop_once)
     if unix:
-        server = await unix_serve(echo_handler, unix, max_size=max_size, compression=None)
+        server = await unix_serve(echo_handler, unix, max_size=max_size, compression=compression)
         print(f"ripple echo on unix socket {unix}", flush=True)
     else:
-        server = await serve(echo_handler, host, port, max_size=max_size, compression=None)
+        server = await serve(echo_handler, host, port, max_size=max_size, compression=compression)
         bound = next(iter(server.sockets)).getsockname()
         shown = f"[{host}]" if ":" in host else host
         print(f"ripple echo on ws://{shown}:{bound[1]}/", flush=True)
@@ -63,6 +65,9 @@ def main(argv: list[str] | None = None) -> None:
         default=2**25,
         help="largest message in bytes (32 MiB; 0 for no limit)",
     )
+    echo.add_argument(
+        "--no-compression", action="store_true", help="don't accept permessage-deflate"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
@@ -70,5 +75,13 @@ def main(argv: list[str] | None = None) -> None:
     )
     if args.command == "echo":
         with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(run_echo(args.host, args.port, args.unix, args.max_size or None))
+            asyncio.run(
+                run_echo(
+                    args.host,
+                    args.port,
+                    args.unix,
+                    args.max_size or None,
+                    None if args.no_compression else "deflate",
+                )
+            )
     sys.exit(0)

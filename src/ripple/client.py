@@ -11,6 +11,7 @@ from typing import Any
 from .connection import Connection, check_options
 from .exceptions import InvalidHandshake, InvalidMessage
 from .opening import Opening
+from .protocol.deflate import client_default, with_deflate
 from .protocol.extensions import ClientExtensionFactory
 from .protocol.handshake import build_request, check_response, generate_key
 from .protocol.headers import Headers, HeadersLike
@@ -113,8 +114,9 @@ class connect(Opening[ClientConnection]):
         subprotocols: subprotocols to offer, in order of preference.
         additional_headers: headers added to the handshake request.
         user_agent_header: the User-Agent value; None to send none.
-        compression: "deflate" or None. permessage-deflate isn't implemented
-            yet, so "deflate" currently offers nothing.
+        compression: "deflate" (default) offers permessage-deflate (RFC 7692);
+            None doesn't. To tune it, pass a ``ClientPerMessageDeflateFactory``
+            in ``extensions``.
         open_timeout: seconds the TCP connect and handshake may take.
         ping_interval, ping_timeout, close_timeout, max_size, max_queue,
         read_limit, write_limit, logger: as for :func:`serve`.
@@ -178,7 +180,9 @@ class connect(Opening[ClientConnection]):
         self.request_kwargs: dict[str, Any] = dict(
             origin=origin,
             subprotocols=subprotocols,
-            extension_factories=list(extensions or ()),
+            extension_factories=with_deflate(
+                list(extensions or ()), client_default if compression else None
+            ),
             additional_headers=additional_headers,
             user_agent=user_agent_header,
         )

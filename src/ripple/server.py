@@ -16,6 +16,7 @@ from typing import Any, Union
 from .connection import Connection, check_options
 from .exceptions import ConnectionClosed, InvalidHandshake, NegotiationError, SecurityError
 from .opening import Opening
+from .protocol.deflate import server_default, with_deflate
 from .protocol.extensions import Extension, ServerExtensionFactory
 from .protocol.handshake import HandshakeRejected, reject, server_accept
 from .protocol.headers import Headers, HeadersLike
@@ -585,9 +586,11 @@ class serve(Opening[Server]):
         host: address to listen on ("localhost", "127.0.0.1", "::1", None for all).
         port: TCP port; 0 picks a free one (see ``server.sockets``).
         logger: logger for the server and its connections (``ripple.server``).
-        compression: "deflate" or None. permessage-deflate isn't implemented
-            yet, so "deflate" currently negotiates nothing (a compliant peer
-            falls back to uncompressed frames).
+        compression: "deflate" (default) accepts permessage-deflate offers
+            (RFC 7692) with memory-light settings; None disables it. To tune
+            it, pass a ``ServerPerMessageDeflateFactory`` in ``extensions``
+            (e.g. ``server_no_context_takeover=True`` so broadcast()
+            compresses each message once for all connections).
         subprotocols: subprotocols the server accepts, in preference order.
         extra_headers: headers added to the handshake response: a mapping,
             a list of pairs, or a callable ``(connection, request)`` returning one.
@@ -682,7 +685,9 @@ class serve(Opening[Server]):
             subprotocols=subprotocols,
             extra_headers=extra_headers,
             server_header=server_header,
-            extension_factories=list(extensions or ()),
+            extension_factories=with_deflate(
+                list(extensions or ()), server_default if compression else None
+            ),
             origins=origins,
             max_connections=max_connections,
             open_timeout=open_timeout,
