@@ -23,7 +23,7 @@ test: lint typecheck pytest
 
 lint: $(STAMP)
 	$(PY) -m ruff check src tests examples conformance
-	$(PY) -m ruff format --check src
+	$(PY) -m ruff format --check src tests examples conformance
 
 typecheck: $(STAMP)
 	$(PY) -m mypy --strict src

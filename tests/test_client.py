@@ -409,3 +409,13 @@ async def test_invalid_server_responses_raise_with_the_reason(
         await within(ripple.connect(url))
     assert isinstance(info.value, ripple.InvalidHandshake)
     assert reason in str(info.value)
+
+
+def test_invalid_status_message_carries_the_servers_reason() -> None:
+    response = ripple.Response(400, "", None, b"missing Sec-WebSocket-Key header\n")
+    assert str(ripple.InvalidStatus(response)) == (
+        "server rejected WebSocket connection: HTTP 400: missing Sec-WebSocket-Key header"
+    )
+    # A page, not a one-line reason: only the status.
+    page = ripple.Response(404, "", None, b"<html>\n<body>nope</body>\n</html>")
+    assert str(ripple.InvalidStatus(page)) == "server rejected WebSocket connection: HTTP 404"

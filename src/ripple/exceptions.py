@@ -30,6 +30,7 @@ The tree mirrors where a failure comes from::
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -139,7 +140,14 @@ class InvalidStatus(InvalidHandshake):
         super().__init__(str(self))
 
     def __str__(self) -> str:
-        return f"server rejected WebSocket connection: HTTP {self.response.status_code:d}"
+        message = f"server rejected WebSocket connection: HTTP {self.response.status_code:d}"
+        # The server's one-line reason, when its body is short plain text.
+        body = self.response.body
+        if 0 < len(body) <= 200:
+            reason = body.decode("utf-8", "replace").strip()
+            if reason and "\n" not in reason and reason.isprintable():
+                message += f": {reason}"
+        return message
 
 
 class InvalidHeader(InvalidHandshake):
@@ -223,7 +231,9 @@ class InvalidURI(WebSocketException):
         super().__init__(str(self))
 
     def __str__(self) -> str:
-        return f"{self.uri} isn't a valid URI: {self.msg}"
+        # Never echo credentials: messages end up in logs.
+        shown = re.sub(r"//[^/@]*@", "//***@", self.uri)
+        return f"{shown} isn't a valid URI: {self.msg}"
 
 
 class ProtocolError(WebSocketException):

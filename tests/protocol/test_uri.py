@@ -106,3 +106,11 @@ def test_uri_is_frozen() -> None:
     wsuri = parse_uri("ws://example.com")
     with pytest.raises(AttributeError):
         wsuri.port = 81  # type: ignore[misc]
+
+
+def test_invalid_uri_message_hides_credentials() -> None:
+    with pytest.raises(InvalidURI) as info:
+        parse_uri("http://alice:s3cret@example.com/")
+    assert "s3cret" not in str(info.value)
+    assert "alice" not in str(info.value)
+    assert "***@example.com" in str(info.value)
