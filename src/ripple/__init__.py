@@ -42,6 +42,11 @@ from .exceptions import (
     SecurityError,
     WebSocketException,
 )
+from .protocol.deflate import (
+    ClientPerMessageDeflateFactory,
+    PerMessageDeflate,
+    ServerPerMessageDeflateFactory,
+)
 from .protocol.extensions import ClientExtensionFactory, Extension, ServerExtensionFactory
 from .protocol.frames import Close
 from .protocol.headers import Headers, HeadersLike, MultipleValuesError
@@ -56,6 +61,7 @@ __all__ = [
     "BasicAuth",
     "ClientConnection",
     "ClientExtensionFactory",
+    "ClientPerMessageDeflateFactory",
     "Close",
     "ConcurrencyError",
     "Connection",
@@ -81,6 +87,7 @@ __all__ = [
     "MultipleValuesError",
     "NegotiationError",
     "PayloadTooBig",
+    "PerMessageDeflate",
     "ProtocolError",
     "Request",
     "Response",
@@ -88,6 +95,7 @@ __all__ = [
     "Server",
     "ServerConnection",
     "ServerExtensionFactory",
+    "ServerPerMessageDeflateFactory",
     "State",
     "Subprotocol",
     "WebSocketException",
