@@ -6,7 +6,8 @@ interface, :class:`Peer`, so a test body runs unchanged against each of them,
 with ripple as the server or as the client.
 
 :func:`open_pair` starts one side, connects the other, and returns the ripple
-connection with its peer.
+connection with its peer. Each pairing runs with permessage-deflate (RFC 7692)
+enabled on both sides, and with it disabled on both sides.
 """
 
 from __future__ import annotations
@@ -18,8 +19,11 @@ import contextlib
 import itertools
 import json
 import os
+import select
 import shutil
+import subprocess
 import sys
+import tempfile
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +37,9 @@ import websockets.asyncio.server
 from aiohttp import web
 
 import ripple
+from ripple.protocol.deflate import PerMessageDeflate
+
+from .wire import Relay, WireLog
 
 if sys.version_info >= (3, 11):
     from asyncio import timeout as _timeout
@@ -95,6 +102,12 @@ class Peer(abc.ABC):
     """One open connection of a peer library, as the tests drive it."""
 
     name: str
+    #: Whether the peer's library reports permessage-deflate as in use.
+    deflate = False
+    #: The handshake's Sec-WebSocket-Extensions headers as the peer saw them:
+    #: the client's offer and the server's answer (None: absent or not exposed).
+    extensions_offered: str | None = None
+    extensions_accepted: str | None = None
     #: Whether the library can send one message as several frames.
     can_send_fragmented = True
     #: Whether the library's reply to a close frame echoes its status code
@@ -144,6 +157,10 @@ class WebsocketsPeer(Peer):
 
     def __init__(self, ws: websockets.asyncio.connection.Connection) -> None:
         self.ws = ws
+        self.deflate = any(ext.name == "permessage-deflate" for ext in ws.protocol.extensions)
+        assert ws.request is not None and ws.response is not None
+        self.extensions_offered = ws.request.headers.get("Sec-WebSocket-Extensions")
+        self.extensions_accepted = ws.response.headers.get("Sec-WebSocket-Extensions")
 
     async def send(self, message: Data) -> None:
         await self.ws.send(message)
@@ -195,8 +212,14 @@ class AiohttpPeer(Peer):
         *,
         autoping: bool,
         session: aiohttp.ClientSession | None = None,
+        offered: str | None = None,
+        accepted: str | None = None,
     ) -> None:
         self.ws = ws
+        # compress: the negotiated window bits, 0 without permessage-deflate.
+        self.deflate = bool(ws.compress)
+        self.extensions_offered = offered
+        self.extensions_accepted = accepted
         self.autoping = autoping
         self.session = session
         self._messages: asyncio.Queue[Data | BaseException] = asyncio.Queue()
@@ -286,14 +309,89 @@ class AiohttpPeer(Peer):
 # -- node's ws -------------------------------------------------------------
 
 
+class NodeHub:
+    """node/peer.js in hub mode: one node process for the whole test run.
+
+    Starting node (and loading ws) for each test would cost more than most
+    tests take; the hub runs one session per TCP connection instead. It isn't
+    tied to an event loop (each test has its own): a plain subprocess, started
+    on first use, restarted if it died, stopped by :func:`stop_node_hub`.
+    """
+
+    def __init__(self, node: str) -> None:
+        # Open as long as the hub runs: stop() closes it.
+        self.stderr = tempfile.TemporaryFile()  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [node, str(NODE_PEER), "hub"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.stderr,
+        )
+        assert self.proc.stdout is not None
+        ready, _, _ = select.select([self.proc.stdout], [], [], TIMEOUT)
+        line = self.proc.stdout.readline() if ready else b""
+        if not line:
+            self.stop()
+            raise RuntimeError(f"node peer.js hub didn't start: {self.stderr_tail()}")
+        self.port: int = json.loads(line)["port"]
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stderr_tail(self) -> str:
+        if self.stderr.closed:
+            return "(hub stopped)"
+        self.stderr.seek(0)
+        return self.stderr.read()[-2000:].decode(errors="replace")
+
+    def stop(self) -> None:
+        assert self.proc.stdin is not None
+        with contextlib.suppress(OSError):
+            self.proc.stdin.close()  # the hub exits when its stdin closes
+        try:
+            self.proc.wait(TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        finally:
+            assert self.proc.stdout is not None
+            self.proc.stdout.close()
+            self.stderr.close()
+
+
+_node_hub: NodeHub | None = None
+
+
+def node_hub() -> NodeHub:
+    """The running hub, started (or restarted) as needed."""
+    global _node_hub
+    node = require_node()
+    if _node_hub is None or not _node_hub.alive():
+        if _node_hub is not None:
+            _node_hub.stop()
+        _node_hub = NodeHub(node)
+    return _node_hub
+
+
+def stop_node_hub() -> None:
+    global _node_hub
+    if _node_hub is not None:
+        _node_hub.stop()
+        _node_hub = None
+
+
 class NodePeer(Peer):
-    """node's ``ws`` in a subprocess running node/peer.js, driven over JSON lines."""
+    """node's ``ws`` in a session of the node/peer.js hub, driven over JSON lines."""
 
     name = "node"
 
-    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+    def __init__(
+        self, hub: NodeHub, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
         loop = asyncio.get_running_loop()
-        self.proc = proc
+        self.hub = hub
+        self._reader = reader
+        self._writer = writer
         self._ids = itertools.count(1)
         self._acks: dict[int, asyncio.Future[None]] = {}
         self._messages: asyncio.Queue[Data | BaseException] = asyncio.Queue()
@@ -303,41 +401,31 @@ class NodePeer(Peer):
         self.opened: asyncio.Future[None] = loop.create_future()
         self._closed: asyncio.Future[CloseSeen] = loop.create_future()
         self.errors: list[str] = []
-        self._stderr = bytearray()
-        self._stderr_task = loop.create_task(self._read_stderr())
         self._events_task = loop.create_task(self._read_events())
 
     @classmethod
     async def spawn(cls, *args: str) -> NodePeer:
-        proc = await asyncio.create_subprocess_exec(
-            require_node(),
-            str(NODE_PEER),
-            *args,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            # A 1 MiB message is one line of JSON (base64 for binary).
-            limit=4 * MAX_SIZE,
-        )
-        return cls(proc)
-
-    async def _read_stderr(self) -> None:
-        assert self.proc.stderr is not None
-        while chunk := await self.proc.stderr.read(65536):
-            self._stderr += chunk
+        """Start a session; ``args`` as on peer.js's command line (client or server mode)."""
+        hub = node_hub()
+        # A 1 MiB message is one line of JSON (base64 for binary).
+        reader, writer = await asyncio.open_connection("127.0.0.1", hub.port, limit=4 * MAX_SIZE)
+        peer = cls(hub, reader, writer)
+        peer._write({"op": "start", "args": list(args)})
+        return peer
 
     async def _read_events(self) -> None:
-        assert self.proc.stdout is not None
         try:
-            while line := await self.proc.stdout.readline():
+            while line := await self._reader.readline():
                 self._dispatch(json.loads(line))
+        except ConnectionError:
+            pass
         finally:
-            await self._stderr_task
-            returncode = await self.proc.wait()
+            hub = self.hub
+            state = "running" if hub.alive() else f"exited with {hub.proc.returncode}"
             self._gone(
                 PeerClosed(
-                    f"node exited with {returncode}; errors: {self.errors}; "
-                    f"stderr: {self._stderr.decode(errors='replace')[-2000:]}"
+                    f"node session ended (hub {state}); errors: {self.errors}; "
+                    f"hub stderr: {hub.stderr_tail()}"
                 )
             )
 
@@ -362,6 +450,9 @@ class NodePeer(Peer):
         elif kind == "listening":
             self.listening.set_result(event["port"])
         elif kind == "open":
+            self.deflate = "permessage-deflate" in event["extensions"].split(",")
+            self.extensions_offered = event["offered"]
+            self.extensions_accepted = event["accepted"]
             self.opened.set_result(None)
         elif kind == "error":
             self.errors.append(event["message"])
@@ -381,14 +472,15 @@ class NodePeer(Peer):
                 fut.exception()  # not every one of them has a waiter
         self._messages.put_nowait(exc)
 
+    def _write(self, command: dict[str, Any]) -> None:
+        self._writer.write(json.dumps(command).encode() + b"\n")
+
     async def _command(self, op: str, **fields: Any) -> None:
-        assert self.proc.stdin is not None
         command_id = next(self._ids)
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._acks[command_id] = fut
-        line = json.dumps({"id": command_id, "op": op, **fields}) + "\n"
-        self.proc.stdin.write(line.encode())
-        await self.proc.stdin.drain()
+        self._write({"id": command_id, "op": op, **fields})
+        await self._writer.drain()
         await fut
 
     async def _send_frame(self, data: Data, *, fin: bool, binary: bool | None = None) -> None:
@@ -433,16 +525,19 @@ class NodePeer(Peer):
         return await asyncio.shield(self._closed)
 
     async def aclose(self) -> None:
-        assert self.proc.stdin is not None
-        if not self.proc.stdin.is_closing():
-            self.proc.stdin.close()  # peer.js exits when stdin closes
+        # Half-close: the hub ends the session (dropping its WebSocket
+        # connection, as a node process exiting would) and closes its side.
         try:
+            if not self._writer.is_closing() and self._writer.can_write_eof():
+                with contextlib.suppress(OSError):
+                    self._writer.write_eof()
             async with within():
                 await self._events_task
         finally:
-            if self.proc.returncode is None:
-                self.proc.kill()
-                await self.proc.wait()
+            self._events_task.cancel()
+            self._writer.close()
+            with contextlib.suppress(OSError):
+                await self._writer.wait_closed()
 
 
 # -- pairs -------------------------------------------------------------------
@@ -450,18 +545,26 @@ class NodePeer(Peer):
 
 @dataclass(frozen=True)
 class Pairing:
-    """Which side ripple plays, and which library plays the other."""
+    """Which side ripple plays, which library plays the other, and whether
+    both enable permessage-deflate."""
 
     ripple_role: str  # "server" or "client"
     peer: str  # "websockets", "aiohttp" or "node"
+    compression: bool = True
 
     def __str__(self) -> str:
         peer_role = "client" if self.ripple_role == "server" else "server"
-        return f"ripple_{self.ripple_role}+{self.peer}_{peer_role}"
+        mode = "deflate" if self.compression else "plain"
+        return f"ripple_{self.ripple_role}+{self.peer}_{peer_role}+{mode}"
 
 
 PEERS = ("websockets", "aiohttp", "node")
-PAIRINGS = [Pairing(role, peer) for role in ("server", "client") for peer in PEERS]
+PAIRINGS = [
+    Pairing(role, peer, compression)
+    for compression in (True, False)
+    for role in ("server", "client")
+    for peer in PEERS
+]
 
 
 @dataclass
@@ -469,6 +572,30 @@ class Pair:
     ripple: ripple.Connection
     peer: Peer
     pairing: Pairing
+    #: The relay between the two when opened with ``wire=True``.
+    relay: Relay | None = None
+
+    @property
+    def deflate(self) -> PerMessageDeflate | None:
+        """ripple's permessage-deflate extension, if negotiated."""
+        assert self.ripple.protocol is not None
+        found = [e for e in self.ripple.protocol.extensions if isinstance(e, PerMessageDeflate)]
+        assert len(found) <= 1, found
+        return found[0] if found else None
+
+    @property
+    def from_ripple(self) -> WireLog:
+        """Frames ripple sent (needs ``wire=True``)."""
+        assert self.relay is not None, "open the pair with wire=True"
+        server = self.pairing.ripple_role == "server"
+        return self.relay.downstream if server else self.relay.upstream
+
+    @property
+    def to_ripple(self) -> WireLog:
+        """Frames the peer sent (needs ``wire=True``)."""
+        assert self.relay is not None, "open the pair with wire=True"
+        server = self.pairing.ripple_role == "server"
+        return self.relay.upstream if server else self.relay.downstream
 
 
 #: ``await connect_pair(observe_pongs=True)``: the ``connect_pair`` fixture.
@@ -480,28 +607,84 @@ async def _bounded(aclose: Callable[[], Awaitable[None]]) -> None:
         await aclose()
 
 
+@dataclass(frozen=True)
+class Options:
+    """How :func:`open_pair` configures both sides."""
+
+    observe_pongs: bool
+    #: compression="deflate" on ripple's side, else None.
+    ripple_deflate: bool
+    #: permessage-deflate offered (client) or accepted (server) by the peer.
+    peer_deflate: bool
+    #: Connect through a :class:`Relay` that records the frames.
+    wire: bool
+    #: More keyword arguments for ripple.serve() or ripple.connect().
+    extra: dict[str, Any]
+
+    @property
+    def ripple_options(self) -> dict[str, Any]:
+        compression = "deflate" if self.ripple_deflate else None
+        return {**RIPPLE_OPTIONS, "compression": compression, **self.extra}
+
+    @property
+    def node_args(self) -> list[str]:
+        return ["--deflate"] if self.peer_deflate else []
+
+
 async def open_pair(
-    stack: contextlib.AsyncExitStack, pairing: Pairing, *, observe_pongs: bool = False
+    stack: contextlib.AsyncExitStack,
+    pairing: Pairing,
+    *,
+    observe_pongs: bool = False,
+    ripple_deflate: bool | None = None,
+    peer_deflate: bool | None = None,
+    wire: bool = False,
+    ripple_options: dict[str, Any] | None = None,
 ) -> Pair:
     """Open a connection between ripple and a peer; ``stack`` closes both at exit.
 
     Args:
         observe_pongs: the peer must report pongs (aiohttp: autoping=False,
             so it doesn't answer pings itself).
+        ripple_deflate, peer_deflate: enable permessage-deflate on that side;
+            by default both follow ``pairing.compression``.
+        wire: connect through a :class:`Relay`, so ``pair.from_ripple`` and
+            ``pair.to_ripple`` show the frames exchanged.
+        ripple_options: more keyword arguments for ripple's serve() or connect(),
+            e.g. ``extensions``.
     """
     if pairing.peer == "node":
         require_node()
+    options = Options(
+        observe_pongs=observe_pongs,
+        ripple_deflate=pairing.compression if ripple_deflate is None else ripple_deflate,
+        peer_deflate=pairing.compression if peer_deflate is None else peer_deflate,
+        wire=wire,
+        extra=dict(ripple_options or {}),
+    )
     async with within():
         if pairing.ripple_role == "server":
-            ws, peer = await _open_ripple_server(stack, pairing.peer, observe_pongs)
+            ws, peer, relay = await _open_ripple_server(stack, pairing.peer, options)
         else:
-            ws, peer = await _open_ripple_client(stack, pairing.peer, observe_pongs)
-    return Pair(ws, peer, pairing)
+            ws, peer, relay = await _open_ripple_client(stack, pairing.peer, options)
+    return Pair(ws, peer, pairing, relay)
+
+
+async def _relay_to(
+    stack: contextlib.AsyncExitStack, port: int, options: Options
+) -> tuple[int, Relay | None]:
+    """The port to connect to: ``port``, or with ``options.wire``, a relay's to it."""
+    if not options.wire:
+        return port, None
+    relay = Relay(port)
+    await relay.start()
+    stack.push_async_callback(_bounded, relay.stop)
+    return relay.port, relay
 
 
 async def _open_ripple_server(
-    stack: contextlib.AsyncExitStack, peer_name: str, observe_pongs: bool
-) -> tuple[ripple.Connection, Peer]:
+    stack: contextlib.AsyncExitStack, peer_name: str, options: Options
+) -> tuple[ripple.Connection, Peer, Relay | None]:
     accepted: asyncio.Queue[ripple.ServerConnection] = asyncio.Queue()
 
     async def handler(ws: ripple.ServerConnection) -> None:
@@ -509,34 +692,66 @@ async def _open_ripple_server(
         accepted.put_nowait(ws)
         await ws.wait_closed()
 
-    server = await ripple.serve(handler, "127.0.0.1", 0, **RIPPLE_OPTIONS)
+    server = await ripple.serve(handler, "127.0.0.1", 0, **options.ripple_options)
 
     async def stop_server() -> None:
         server.close()
         await server.wait_closed()
 
     stack.push_async_callback(_bounded, stop_server)
-    port = next(iter(server.sockets)).getsockname()[1]
+    port, relay = await _relay_to(stack, next(iter(server.sockets)).getsockname()[1], options)
     url = f"ws://127.0.0.1:{port}/"
+    peer = await connect_peer_client(stack, peer_name, url, options)
+    return await accepted.get(), peer, relay
 
+
+async def connect_peer_client(
+    stack: contextlib.AsyncExitStack, peer_name: str, url: str, options: Options
+) -> Peer:
+    """Connect a peer's client to ``url``; ``stack`` closes it at exit."""
+    observe_pongs = options.observe_pongs
     peer: Peer
     if peer_name == "websockets":
         client = await websockets.asyncio.client.connect(
-            url, max_size=MAX_SIZE, ping_interval=None
+            url,
+            max_size=MAX_SIZE,
+            ping_interval=None,
+            compression="deflate" if options.peer_deflate else None,
         )
         peer = WebsocketsPeer(client)
     elif peer_name == "aiohttp":
-        session = aiohttp.ClientSession()
+        # The handshake's headers, which ClientWebSocketResponse doesn't expose.
+        handshakes: list[aiohttp.TraceRequestEndParams] = []
+
+        async def on_request_end(
+            session: aiohttp.ClientSession, context: Any, params: aiohttp.TraceRequestEndParams
+        ) -> None:
+            handshakes.append(params)
+
+        trace = aiohttp.TraceConfig()
+        trace.on_request_end.append(on_request_end)
+        session = aiohttp.ClientSession(trace_configs=[trace])
         try:
             client_ws = await session.ws_connect(
-                url, max_msg_size=MAX_SIZE, autoping=not observe_pongs
+                url,
+                max_msg_size=MAX_SIZE,
+                autoping=not observe_pongs,
+                # compress: the window bits to offer; 0 offers no permessage-deflate.
+                compress=15 if options.peer_deflate else 0,
             )
         except BaseException:
             await session.close()
             raise
-        peer = AiohttpPeer(client_ws, autoping=not observe_pongs, session=session)
+        (handshake,) = handshakes
+        peer = AiohttpPeer(
+            client_ws,
+            autoping=not observe_pongs,
+            session=session,
+            offered=handshake.headers.get("Sec-WebSocket-Extensions"),
+            accepted=handshake.response.headers.get("Sec-WebSocket-Extensions"),
+        )
     elif peer_name == "node":
-        node = await NodePeer.spawn("client", url)
+        node = await NodePeer.spawn("client", url, *options.node_args)
         stack.push_async_callback(_bounded, node.aclose)
         await node.opened
         peer = node
@@ -544,12 +759,13 @@ async def _open_ripple_server(
         raise ValueError(peer_name)
     if peer_name != "node":
         stack.push_async_callback(_bounded, peer.aclose)
-    return await accepted.get(), peer
+    return peer
 
 
 async def _open_ripple_client(
-    stack: contextlib.AsyncExitStack, peer_name: str, observe_pongs: bool
-) -> tuple[ripple.Connection, Peer]:
+    stack: contextlib.AsyncExitStack, peer_name: str, options: Options
+) -> tuple[ripple.Connection, Peer, Relay | None]:
+    observe_pongs = options.observe_pongs
     accepted: asyncio.Queue[Peer] = asyncio.Queue()
 
     if peer_name == "websockets":
@@ -559,7 +775,12 @@ async def _open_ripple_client(
             await ws.wait_closed()
 
         server = await websockets.asyncio.server.serve(
-            ws_handler, "127.0.0.1", 0, max_size=MAX_SIZE, ping_interval=None
+            ws_handler,
+            "127.0.0.1",
+            0,
+            max_size=MAX_SIZE,
+            ping_interval=None,
+            compression="deflate" if options.peer_deflate else None,
         )
 
         async def stop_server() -> None:
@@ -571,9 +792,18 @@ async def _open_ripple_client(
     elif peer_name == "aiohttp":
 
         async def aiohttp_handler(request: web.Request) -> web.WebSocketResponse:
-            ws = web.WebSocketResponse(max_msg_size=MAX_SIZE, autoping=not observe_pongs)
+            ws = web.WebSocketResponse(
+                max_msg_size=MAX_SIZE,
+                autoping=not observe_pongs,
+                compress=options.peer_deflate,
+            )
             await ws.prepare(request)
-            peer = AiohttpPeer(ws, autoping=not observe_pongs)
+            peer = AiohttpPeer(
+                ws,
+                autoping=not observe_pongs,
+                offered=request.headers.get("Sec-WebSocket-Extensions"),
+                accepted=ws.headers.get("Sec-WebSocket-Extensions"),
+            )
             accepted.put_nowait(peer)
             # Returning ends the connection: stay until it's closed.
             await peer.done.wait()
@@ -587,18 +817,19 @@ async def _open_ripple_client(
         await web.TCPSite(runner, "127.0.0.1", 0).start()
         port = runner.addresses[0][1]
     elif peer_name == "node":
-        node = await NodePeer.spawn("server")
+        node = await NodePeer.spawn("server", *options.node_args)
         stack.push_async_callback(_bounded, node.aclose)
         port = await node.listening
         accepted.put_nowait(node)
     else:
         raise ValueError(peer_name)
 
-    ws = await ripple.connect(f"ws://127.0.0.1:{port}/", **RIPPLE_OPTIONS)
+    port, relay = await _relay_to(stack, port, options)
+    ws = await ripple.connect(f"ws://127.0.0.1:{port}/", **options.ripple_options)
     stack.push_async_callback(_bounded, ws.close)
     peer = await accepted.get()
     if isinstance(peer, NodePeer):
         await peer.opened
     elif isinstance(peer, AiohttpPeer):
         stack.push_async_callback(_bounded, peer.aclose)
-    return ws, peer
+    return ws, peer, relay

@@ -470,7 +470,7 @@ def test_check_response_non_101(status: int) -> None:
     with pytest.raises(InvalidStatus) as exc_info:
         check_response(response, KEY)
     assert exc_info.value.response is response
-    assert str(exc_info.value) == f"server rejected WebSocket connection: HTTP {status}"
+    assert str(exc_info.value) == f"server rejected WebSocket connection: HTTP {status}: nope"
 
 
 def test_check_response_wrong_accept() -> None:

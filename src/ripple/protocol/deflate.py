@@ -149,7 +149,8 @@ class PerMessageDeflate(Extension):
             if not self._decoding:
                 return frame
         if self._decompressor is None:
-            self._decompressor = zlib.decompressobj(-self.remote_max_window_bits)
+            # At least 9: some zlib versions compress with 9 when asked for 8.
+            self._decompressor = zlib.decompressobj(-max(self.remote_max_window_bits, 9))
         data = frame.data + _TAIL if frame.fin else frame.data
         # Bounded while decompressing: a small frame that inflates to a huge
         # message stops at max_size + 1 bytes instead of exhausting memory.
@@ -300,8 +301,10 @@ class ServerPerMessageDeflateFactory(ServerExtensionFactory):
     ) -> None:
         if server_max_window_bits is not None and not 9 <= server_max_window_bits <= 15:
             raise ValueError("server_max_window_bits must be between 9 and 15, or None")
-        if client_max_window_bits is not None and not 8 <= client_max_window_bits <= 15:
-            raise ValueError("client_max_window_bits must be between 8 and 15, or None")
+        if client_max_window_bits is not None and not 9 <= client_max_window_bits <= 15:
+            # 8 is valid on the wire, but zlib can't compress with it, so a
+            # ripple client (and others built on zlib) couldn't comply.
+            raise ValueError("client_max_window_bits must be between 9 and 15, or None")
         _check_settings(compress_settings)
         self.server_no_context_takeover = server_no_context_takeover
         self.client_no_context_takeover = client_no_context_takeover
