@@ -108,8 +108,7 @@ class Connection(asyncio.Protocol):
         self.logger: logging.Logger | logging.LoggerAdapter[Any] = logger or logging.getLogger(
             f"ripple.{self.side_name}"
         )
-        #: A unique id for this connection, handy in logs.
-        self.id = uuid.uuid4()
+        self._id: uuid.UUID | None = None  # made on first use: ids cost memory
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
         self.close_timeout = close_timeout
@@ -127,8 +126,12 @@ class Connection(asyncio.Protocol):
         self.latency = 0.0
         self.transport: asyncio.Transport | None = None
         self.protocol: Protocol | None = None
+        #: Broadcast messages not written to it: over broadcast_limit, "skip".
+        self.broadcast_skipped = 0
 
-        self._queue: collections.deque[Data] = collections.deque()
+        # Created with the first message: an empty deque is ~600 bytes, and
+        # most idle connections never queue anything.
+        self._queue: collections.deque[Data] | None = None
         self._qbytes = 0
         self._recv_waiter: asyncio.Future[None] | None = None
         self._reading_paused = False
@@ -143,6 +146,13 @@ class Connection(asyncio.Protocol):
         self._lost = self.loop.create_future()
 
     # -- properties ---------------------------------------------------------
+
+    @property
+    def id(self) -> uuid.UUID:
+        """A unique id for this connection, handy in logs."""
+        if self._id is None:
+            self._id = uuid.uuid4()
+        return self._id
 
     @property
     def local_address(self) -> Any:
@@ -202,6 +212,8 @@ class Connection(asyncio.Protocol):
         events = p.receive_data(data)
         if events:
             q = self._queue
+            if q is None:
+                q = self._queue = collections.deque()
             qbytes = self._qbytes
             for ev in events:
                 # Messages are str/bytes themselves: the common case first.
@@ -315,8 +327,9 @@ class Connection(asyncio.Protocol):
 
     def _maybe_resume_reading(self) -> None:
         # Low-water marks at a quarter of the limits: resume in batches.
+        queued = len(self._queue) if self._queue is not None else 0
         if (
-            self.max_queue is None or len(self._queue) <= self.max_queue // 4
+            self.max_queue is None or queued <= self.max_queue // 4
         ) and self._qbytes <= self.read_limit // 4:
             self._reading_paused = False
             if self.transport is not None and not self._lost.done():
@@ -365,6 +378,7 @@ class Connection(asyncio.Protocol):
                 await waiter
             finally:
                 self._recv_waiter = None
+            q = self._queue  # may have been created while we waited
             if q:
                 msg = q.popleft()
                 self._qbytes -= len(msg)

@@ -13,6 +13,13 @@ from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
 from typing import Any, Union
 
+from .broadcast import (
+    DEFAULT_LIMIT,
+    BroadcastStats,
+    DefaultLimit,
+    Overflow,
+    check_broadcast_options,
+)
 from .connection import Connection, check_options
 from .exceptions import ConnectionClosed, InvalidHandshake, NegotiationError, SecurityError
 from .opening import Opening
@@ -304,6 +311,9 @@ class ServerConnection(Connection):
         )
         leftover = bytes(self._hs_buf)
         self._hs_buf = bytearray()
+        # The handshake is over: keep the headers, not their lookup indexes.
+        request.headers.compact()
+        response.headers.compact()
         self.start_protocol(protocol, leftover)
         return True
 
@@ -415,6 +425,8 @@ class Server:
         max_connections: int | None = None,
         open_timeout: float | None = 10,
         logger: LoggerLike = None,
+        broadcast_limit: int | None = 2**20,
+        broadcast_overflow: Overflow = "close",
     ) -> None:
         self.handler = handler
         self.process_request = process_request
@@ -436,6 +448,13 @@ class Server:
         self.origins = _check_origins(origins)
         self.max_connections = _check_max_connections(max_connections)
         self.open_timeout = open_timeout
+        #: broadcast(): the most bytes a connection's write buffer may hold
+        #: for a message to be written to it (None: no limit), and what
+        #: happens to a connection over it: "close" (1013) or "skip".
+        self.broadcast_limit = broadcast_limit
+        self.broadcast_overflow: Overflow = broadcast_overflow
+        #: What broadcast() skipped and closed for being over broadcast_limit.
+        self.broadcast_stats = BroadcastStats()
         self.logger = logger or logging.getLogger("ripple.server")
         self.server: asyncio.Server | None = None
         self._transports: set[ServerConnection] = set()
@@ -617,6 +636,11 @@ class serve(Opening[Server]):
         write_limit: write buffer high-water mark; ``send()`` waits above it.
         extensions: extension factories, tried in order.
         open_timeout: seconds the opening handshake may take; None for no limit.
+        broadcast_limit: bytes a connection's write buffer may hold for
+            :func:`broadcast` to write to it; None for no limit. Default:
+            ``max(16 * write_limit, 2**20)``.
+        broadcast_overflow: what broadcast() does to a connection over
+            ``broadcast_limit``: "close" it with 1013 (default) or "skip" it.
         server_header: the Server header value; None to send none.
         ssl: an :class:`ssl.SSLContext` with the server's certificate to serve
             wss://; its TLS handshake is bounded by ``open_timeout`` too.
@@ -654,6 +678,8 @@ class serve(Opening[Server]):
         open_timeout: float | None = 10,
         server_header: str | None = SERVER_HEADER,
         ssl: ssl_module.SSLContext | None = None,
+        broadcast_limit: int | DefaultLimit | None = DEFAULT_LIMIT,
+        broadcast_overflow: Overflow = "close",
         **kwargs: Any,
     ) -> None:
         if not callable(handler):
@@ -692,6 +718,10 @@ class serve(Opening[Server]):
             max_connections=max_connections,
             open_timeout=open_timeout,
             logger=logger,
+            broadcast_limit=check_broadcast_options(
+                broadcast_limit, broadcast_overflow, write_limit
+            ),
+            broadcast_overflow=broadcast_overflow,
         )
         connection_kwargs: dict[str, Any] = dict(
             logger=logger,

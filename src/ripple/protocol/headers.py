@@ -33,9 +33,25 @@ class Headers(MutableMapping[str, str]):
     __slots__ = ("_dict", "_list")
 
     def __init__(self, *args: HeadersLike, **kwargs: str) -> None:
-        self._dict: dict[str, list[str]] = {}
+        # The fields in order; the lookup index is built on first use and
+        # dropped by compact(): idle connections keep their handshake
+        # headers, so the index mustn't cost memory for each of them.
         self._list: list[tuple[str, str]] = []
+        self._dict: dict[str, list[str]] | None = None
         self.update(*args, **kwargs)
+
+    def _index(self) -> dict[str, list[str]]:
+        index = self._dict
+        if index is None:
+            index = {}
+            for key, value in self._list:
+                index.setdefault(key.lower(), []).append(value)
+            self._dict = index
+        return index
+
+    def compact(self) -> None:
+        """Drop the lookup index (it's rebuilt on the next lookup) to save memory."""
+        self._dict = None
 
     def __str__(self) -> str:
         return "".join(f"{key}: {value}\r\n" for key, value in self._list) + "\r\n"
@@ -45,7 +61,6 @@ class Headers(MutableMapping[str, str]):
 
     def copy(self) -> Headers:
         copy = self.__class__()
-        copy._dict = {key: list(values) for key, values in self._dict.items()}
         copy._list = list(self._list)
         return copy
 
@@ -53,16 +68,16 @@ class Headers(MutableMapping[str, str]):
         return str(self).encode()
 
     def __contains__(self, key: object) -> bool:
-        return isinstance(key, str) and key.lower() in self._dict
+        return isinstance(key, str) and key.lower() in self._index()
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._dict)
+        return iter(self._index())
 
     def __len__(self) -> int:
-        return len(self._dict)
+        return len(self._index())
 
     def __getitem__(self, key: str) -> str:
-        values = self._dict[key.lower()]
+        values = self._index()[key.lower()]
         if len(values) == 1:
             return values[0]
         raise MultipleValuesError(f"{key} appears {len(values)} times")
@@ -73,23 +88,26 @@ class Headers(MutableMapping[str, str]):
         if _FORBIDDEN.intersection(key) or _FORBIDDEN.intersection(value) or ":" in key:
             # CR/LF in a field would let a caller inject headers or a body.
             raise ValueError(f"invalid header {key!r}: CR, LF and NUL aren't allowed")
-        self._dict.setdefault(key.lower(), []).append(value)
+        if self._dict is not None:
+            self._dict.setdefault(key.lower(), []).append(value)
         self._list.append((key, value))
 
     def __delitem__(self, key: str) -> None:
         lower = key.lower()
-        del self._dict[lower]
+        if lower not in self._index():
+            raise KeyError(key)
         self._list = [(k, v) for k, v in self._list if k.lower() != lower]
+        self._dict = None
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Headers):
             return NotImplemented
-        return self._dict == other._dict
+        return self._index() == other._index()
 
     __hash__ = None  # type: ignore[assignment]
 
     def clear(self) -> None:
-        self._dict = {}
+        self._dict = None
         self._list = []
 
     def update(self, *args: HeadersLike, **kwargs: str) -> None:  # type: ignore[override]
@@ -111,7 +129,7 @@ class Headers(MutableMapping[str, str]):
 
     def get_all(self, key: str) -> list[str]:
         """Every value of a header, in order; [] when it is absent."""
-        return list(self._dict.get(key.lower(), ()))
+        return list(self._index().get(key.lower(), ()))
 
     def raw_items(self) -> Iterator[tuple[str, str]]:
         """Every (name, value) field, with names as given, in order."""

@@ -8,6 +8,7 @@ error names what was wrong.
 from __future__ import annotations
 
 import re
+import sys
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -159,7 +160,8 @@ def _parse_headers(lines: list[bytes]) -> Headers:
         if not _VALUE.fullmatch(value):
             raise InvalidMessage(f"invalid HTTP header value for {name.decode()}")
         # Latin-1 maps every byte; names are ASCII tokens.
-        headers[name.decode("ascii")] = value.decode("latin-1")
+        # Interned: the same few names repeat on every connection.
+        headers[sys.intern(name.decode("ascii"))] = value.decode("latin-1")
     return headers
 
 
