@@ -177,9 +177,73 @@ ripple_apply_mask(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return result;
 }
 
+PyDoc_STRVAR(unmask_frame_doc,
+"unmask_frame($module, buf, key_at, length, /)\n"
+"--\n"
+"\n"
+"Return the ``length`` payload bytes that follow the 4-byte masking key at\n"
+"``buf[key_at:key_at + 4]``, unmasked: one call and one allocation per\n"
+"frame, straight from the receive buffer. Raises ValueError if the key or\n"
+"payload lies outside ``buf``.");
+
+static PyObject *
+ripple_unmask_frame(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_buffer view;
+    PyObject *result = NULL;
+    Py_ssize_t key_at, length;
+    unsigned char key[RIPPLE_MASK_LEN];
+
+    (void)module;
+
+    if (nargs != 3) {
+        PyErr_Format(PyExc_TypeError,
+                     "unmask_frame() takes exactly 3 arguments (%zd given)",
+                     nargs);
+        return NULL;
+    }
+    key_at = PyLong_AsSsize_t(args[1]);
+    if (key_at == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    length = PyLong_AsSsize_t(args[2]);
+    if (length == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) != 0) {
+        return NULL;
+    }
+    if (key_at < 0 || length < 0
+        || key_at > view.len - RIPPLE_MASK_LEN
+        || length > view.len - key_at - RIPPLE_MASK_LEN) {
+        PyErr_SetString(PyExc_ValueError, "masking key or payload outside the buffer");
+        PyBuffer_Release(&view);
+        return NULL;
+    }
+    memcpy(key, (const unsigned char *)view.buf + key_at, RIPPLE_MASK_LEN);
+    result = PyBytes_FromStringAndSize(NULL, length);
+    if (result != NULL && length > 0) {
+        const unsigned char *src =
+            (const unsigned char *)view.buf + key_at + RIPPLE_MASK_LEN;
+        unsigned char *dst = (unsigned char *)PyBytes_AS_STRING(result);
+        if (length >= RIPPLE_NOGIL_THRESHOLD) {
+            Py_BEGIN_ALLOW_THREADS
+            ripple_xor_mask(src, dst, length, key);
+            Py_END_ALLOW_THREADS
+        }
+        else {
+            ripple_xor_mask(src, dst, length, key);
+        }
+    }
+    PyBuffer_Release(&view);
+    return result;
+}
+
 static PyMethodDef ripple_speedups_methods[] = {
     {"apply_mask", (PyCFunction)(void (*)(void))ripple_apply_mask,
      METH_FASTCALL, apply_mask_doc},
+    {"unmask_frame", (PyCFunction)(void (*)(void))ripple_unmask_frame,
+     METH_FASTCALL, unmask_frame_doc},
     {NULL, NULL, 0, NULL},
 };
 

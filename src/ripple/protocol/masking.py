@@ -16,7 +16,7 @@ import collections
 import importlib
 import os
 from collections.abc import Callable
-from typing import Final, TypeAlias, cast
+from typing import Any, Final, TypeAlias, cast
 
 __all__ = ["MASK_LEN", "SPEEDUPS", "apply_mask", "apply_mask_python", "new_mask"]
 
@@ -71,17 +71,35 @@ def apply_mask_python(data: BytesLike, mask: BytesLike) -> bytes:
     return b"".join(parts)
 
 
-def _load_speedup() -> Callable[[BytesLike, BytesLike], bytes] | None:
+def unmask_frame_python(buf: BytesLike, key_at: int, length: int) -> bytes:
+    """The ``length`` payload bytes after the masking key at ``buf[key_at:key_at + 4]``,
+    unmasked.
+
+    Raises:
+        ValueError: the key or the payload lies outside ``buf``.
+    """
+    view = memoryview(buf)
+    start = key_at + 4
+    if key_at < 0 or length < 0 or start + length > len(view):
+        raise ValueError("masking key or payload outside the buffer")
+    return apply_mask_python(view[start : start + length], view[key_at:start])
+
+
+def _load_speedup() -> Any:
     if os.environ.get("RIPPLE_NO_SPEEDUPS") == "1":
         return None
     try:
-        module = importlib.import_module("ripple._speedups")
+        return importlib.import_module("ripple._speedups")
     except ImportError:
         return None
-    return cast("Callable[[BytesLike, BytesLike], bytes]", module.apply_mask)
 
 
-_apply_mask_c = _load_speedup()
+_speedups = _load_speedup()
+_apply_mask_c = (
+    None
+    if _speedups is None
+    else cast("Callable[[BytesLike, BytesLike], bytes]", _speedups.apply_mask)
+)
 
 #: True when :func:`apply_mask` is the C implementation from ``ripple._speedups``.
 SPEEDUPS: Final[bool] = _apply_mask_c is not None
@@ -89,6 +107,13 @@ SPEEDUPS: Final[bool] = _apply_mask_c is not None
 #: Mask or unmask ``data`` with the 4-byte key ``mask`` (C when available).
 apply_mask: Final[Callable[[BytesLike, BytesLike], bytes]] = (
     _apply_mask_c if _apply_mask_c is not None else apply_mask_python
+)
+
+#: Unmask a frame's payload straight from the receive buffer (C when available).
+unmask_frame: Final[Callable[[BytesLike, int, int], bytes]] = (
+    unmask_frame_python
+    if _speedups is None
+    else cast("Callable[[BytesLike, int, int], bytes]", _speedups.unmask_frame)
 )
 
 

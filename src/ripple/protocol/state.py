@@ -41,7 +41,7 @@ from .frames import (
     check_close,
     encode_frame,
 )
-from .masking import apply_mask
+from .masking import apply_mask, unmask_frame
 
 __all__ = ["Event", "Ping", "Pong", "Protocol", "Side", "State"]
 
@@ -134,9 +134,13 @@ class Protocol:
         "_discard",
         "_ext_rsv",
         "_ext_slack",
+        "_fast",
         "_frag_op",
         "_frag_parts",
         "_frag_size",
+        "_head_in",
+        "_mask_bit_in",
+        "_masked_in",
         "_out",
         "_part_done",
         "_send_frag_op",
@@ -171,6 +175,12 @@ class Protocol:
         self.mask = side is CLIENT
         self.max_size = max_size
         self.extensions = list(extensions)
+        # Precomputed for receive_data, which runs for every chunk read.
+        self._masked_in = side is SERVER  # frames from clients must be masked
+        self._mask_bit_in = MASK_BIT if self._masked_in else 0
+        self._head_in = 6 if self._masked_in else 2  # 7-bit length header (+ key)
+        # The fast path needs no extension and a max_size no 7-bit length exceeds.
+        self._fast = not self.extensions and (max_size is None or max_size >= 125)
         self._ext_rsv = 0
         for ext in self.extensions:
             self._ext_rsv |= ext.rsv_bits
@@ -220,12 +230,37 @@ class Protocol:
             view = data
         end = len(view)
         pos = 0
-        masked_side = self.side is SERVER  # frames from clients must be masked
+        masked_side = self._masked_in
         max_size = self.max_size
+        # The fast path below also needs no text frame validated while incomplete.
+        fast = self._fast and not self._part_done
+        mask_bit = self._mask_bit_in
+        head = self._head_in
         try:
             while end - pos >= 2:
                 b0 = view[pos]
                 b1 = view[pos + 1]
+                # Fast path, most frames: FIN + text/binary, no RSV, masking as
+                # expected, 7-bit length, whole in the buffer, no fragments open.
+                if fast and (b0 == 0x82 or b0 == 0x81) and not self._frag_op:
+                    length = b1 ^ mask_bit  # >= 128 when the mask bit is wrong
+                    fend = pos + head + length
+                    if length < 126 and fend <= end:
+                        # One call, one allocation: unmasked straight from the buffer.
+                        payload = (
+                            unmask_frame(view, pos + 2, length)
+                            if masked_side
+                            else bytes(view[pos + 2 : fend])
+                        )
+                        pos = fend
+                        if b0 == 0x82:
+                            events.append(payload)
+                            continue
+                        try:
+                            events.append(payload.decode())
+                        except UnicodeDecodeError as exc:
+                            raise InvalidUTF8(f"invalid UTF-8 in text message: {exc}") from None
+                        continue
                 length = b1 & 0x7F
                 hdr = pos + 2
                 if length >= 126:
@@ -293,9 +328,13 @@ class Protocol:
                     ):
                         self._validate_partial(view, hdr, end, key if masked_side else b"")
                     break
-                payload = bytes(view[hdr:fend])
-                if masked_side and length:
-                    payload = apply_mask(payload, key)
+                if masked_side:
+                    payload = unmask_frame(view, hdr - 4, length)
+                elif length > 4096:
+                    # Large: one copy through a memoryview, not slice + bytes().
+                    payload = bytes(memoryview(view)[hdr:fend])
+                else:
+                    payload = bytes(view[hdr:fend])
                 pos = fend
                 fin = b0 & FIN
                 # Common case first: a whole, unfragmented, plain message.
