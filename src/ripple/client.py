@@ -28,6 +28,15 @@ USER_AGENT = f"Python/{sys.version_info.major}.{sys.version_info.minor} ripple"
 class ClientConnection(Connection):
     """A connection opened by :func:`connect`; the same API as the server's."""
 
+    # No per-instance __dict__: idle connections are most of a server's memory.
+    __slots__ = (
+        "_factories",
+        "_hs_buf",
+        "_hs_done",
+        "_key",
+        "_offered_subprotocols",
+    )
+
     side_name = "client"
 
     def __init__(self, **kwargs: Any) -> None:

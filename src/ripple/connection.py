@@ -90,6 +90,40 @@ class Connection(asyncio.Protocol):
             waits while the buffer is above it.
     """
 
+    # No per-instance __dict__: idle connections are most of a server's memory.
+    __slots__ = (
+        "_close_handle",
+        "_drain_waiters",
+        "_id",
+        "_ka_data",
+        "_ka_handle",
+        "_lost",
+        "_pings",
+        "_qbytes",
+        "_queue",
+        "_reading_paused",
+        "_recv_waiter",
+        "_rx_seen",
+        "_send_frag",
+        "_writing_paused",
+        "broadcast_skipped",
+        "close_timeout",
+        "latency",
+        "logger",
+        "loop",
+        "max_queue",
+        "max_size",
+        "ping_interval",
+        "ping_timeout",
+        "protocol",
+        "read_limit",
+        "request",
+        "response",
+        "subprotocol",
+        "transport",
+        "write_limit",
+    )
+
     side_name = "connection"
 
     def __init__(

@@ -121,6 +121,16 @@ class ServerConnection(Connection):
     ``ping``, ``close``, async iteration and the address and close properties.
     """
 
+    # No per-instance __dict__: idle connections are most of a server's memory.
+    __slots__ = (
+        "_hs_buf",
+        "_hs_timer",
+        "_slot",
+        "_task",
+        "server",
+        "username",
+    )
+
     side_name = "server"
 
     def __init__(self, server: Server, **kwargs: Any) -> None:
