@@ -17,7 +17,7 @@ Example::
 """
 
 from .auth import BasicAuth, basic_auth
-from .broadcast import broadcast
+from .broadcast import BroadcastOverflow, BroadcastStats, broadcast
 from .client import ClientConnection, connect, unix_connect
 from .connection import Connection
 from .exceptions import (
@@ -59,6 +59,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BasicAuth",
+    "BroadcastOverflow",
+    "BroadcastStats",
     "ClientConnection",
     "ClientExtensionFactory",
     "ClientPerMessageDeflateFactory",

@@ -7,6 +7,7 @@ a connection over it is closed with 1013 or skipped (``broadcast_overflow``).
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import logging
 import sys
@@ -21,8 +22,13 @@ from .protocol.state import OPEN, Protocol
 from .typing import Data
 
 __all__ = [
+    "DEFAULT_LIMIT",
+    "OVERFLOW_CODE",
+    "OVERFLOW_REASON",
     "BroadcastOverflow",
     "BroadcastStats",
+    "DefaultLimit",
+    "Overflow",
     "broadcast",
     "check_broadcast_options",
     "default_broadcast_limit",
@@ -204,19 +210,20 @@ def broadcast(
     shared: bytes | None = None
     compressed: dict[tuple[int, int, int], bytes] = {}
     errors: list[Exception] = []
+    debug = logger.isEnabledFor(logging.DEBUG)  # connection.id is made on first use
     for connection in websockets:
         p = connection.protocol
         transport = connection.transport
         if p is None or p.state is not OPEN or transport is None:
             if raise_exceptions:
                 errors.append(connection._closed_exc())
-            else:
+            elif debug:
                 logger.debug("broadcast skipped %s: not open", connection.id)
             continue
         if connection._send_frag is not None:
             if raise_exceptions:
                 errors.append(RuntimeError("skipped: a fragmented message is being sent"))
-            else:
+            elif debug:
                 logger.debug("broadcast skipped %s: fragmented send in progress", connection.id)
             continue
         # Before encoding: a message skipped mustn't advance a compression context.
@@ -232,7 +239,7 @@ def broadcast(
                 closed = _overflow(connection, p, transport, buffered, limit, server)
                 if raise_exceptions:
                     errors.append(BroadcastOverflow(connection, buffered, limit, closed))
-                elif not closed:
+                elif debug and not closed:
                     logger.debug(
                         "broadcast skipped %s: %d bytes waiting, over broadcast_limit=%d",
                         connection.id,
@@ -270,7 +277,7 @@ def broadcast(
 def _overflow(
     connection: Connection,
     p: Protocol,
-    transport: Any,
+    transport: asyncio.Transport,
     buffered: int,
     limit: int,
     server: Any,

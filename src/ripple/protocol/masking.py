@@ -110,10 +110,10 @@ apply_mask: Final[Callable[[BytesLike, BytesLike], bytes]] = (
 )
 
 #: Unmask a frame's payload straight from the receive buffer (C when available).
-unmask_frame: Final[Callable[[BytesLike, int, int], bytes]] = (
-    unmask_frame_python
-    if _speedups is None
-    else cast("Callable[[BytesLike, int, int], bytes]", _speedups.unmask_frame)
+# getattr: a stale build of the extension may predate unmask_frame.
+unmask_frame: Final[Callable[[BytesLike, int, int], bytes]] = cast(
+    "Callable[[BytesLike, int, int], bytes]",
+    getattr(_speedups, "unmask_frame", None) or unmask_frame_python,
 )
 
 
