@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest conformance conformance-client install clean
+.PHONY: run test lint typecheck pytest conformance conformance-client install clean bench
 
 $(STAMP): pyproject.toml setup.py src/ripple/_speedups.c
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -14,16 +14,16 @@ $(STAMP): pyproject.toml setup.py src/ripple/_speedups.c
 
 install: $(STAMP)
 
-## make run: the service (until the chat lands: ripple echo on 127.0.0.1:8765)
+## make run: the chat on 127.0.0.1:8765; open the URL it prints (Ctrl-C stops it)
 run: $(STAMP)
-	$(PY) -m ripple echo --host 127.0.0.1 --port 8765
+	$(PY) -m ripple chat --host 127.0.0.1 --port 8765
 
 ## make test: ruff, mypy --strict on src/, then pytest (interop and Autobahn 1-10 included)
 test: lint typecheck pytest
 
 lint: $(STAMP)
-	$(PY) -m ruff check src tests examples conformance
-	$(PY) -m ruff format --check src tests examples conformance
+	$(PY) -m ruff check src tests examples conformance bench
+	$(PY) -m ruff format --check src tests examples conformance bench
 
 typecheck: $(STAMP)
 	$(PY) -m mypy --strict src
@@ -41,6 +41,13 @@ conformance: $(STAMP)
 conformance-client: $(STAMP)
 	bash conformance/setup.sh
 	$(PY) conformance/run.py --client
+
+## make bench: ripple vs websockets, aiohttp, picows on asyncio and uvloop (< 15 min;
+## BENCH_ARGS=--quick for < 1 min); writes bench/results/latest.{md,json,png}
+bench: $(STAMP)
+	$(PY) -c "import uvloop, picows, matplotlib, websockets, aiohttp" 2>/dev/null \
+		|| $(PY) -m pip install --quiet -e '.[test,dev,bench]'
+	$(PY) bench/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info src/ripple/*.so

@@ -536,3 +536,18 @@ async def test_peer_ping_is_answered_with_pong(servers: Servers) -> None:
         assert conn.state is OPEN
     finally:
         peer.writer.transport.abort()
+
+
+async def test_close_completes_while_reading_is_paused(servers: Servers) -> None:
+    # More unread messages than max_queue pauses reading; close() must still
+    # see the server's close frame behind them, not time out with 1006.
+    async def flood(ws: ripple.ServerConnection) -> None:
+        for i in range(100):
+            await ws.send(f"m{i}")
+        await ws.wait_closed()
+
+    _, url = await servers.start(flood)
+    client = await within(ripple.connect(url, max_queue=4, close_timeout=30))
+    await eventually(lambda: client._reading_paused)
+    await within(client.close(), 10)
+    assert client.close_code == 1000

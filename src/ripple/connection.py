@@ -264,9 +264,11 @@ class Connection(asyncio.Protocol):
                 recv_waiter.set_result(None)
             # Only with messages queued: recv() is what resumes reading, so
             # pausing on an empty queue (max_queue=0, a pong) would stall.
+            # Not after our close frame: the peer's close is what we wait for.
             if (
                 q
                 and not self._reading_paused
+                and p.close_sent is None
                 and (
                     (self.max_queue is not None and len(q) >= self.max_queue)
                     or qbytes > self.read_limit
@@ -736,14 +738,23 @@ class Connection(asyncio.Protocol):
                 self.transport.close()
             await self.wait_closed()
             return
+        self._start_close(p, code, reason)
+        await self.wait_closed()
+
+    def _start_close(self, p: Protocol, code: int, reason: str) -> None:
+        """Send our close frame; close TCP (server) or wait for the peer's close."""
         data = p.send_close(code, reason)
         if data and self.transport is not None and not self._lost.done():
             self.transport.write(data)
+        if self._reading_paused and self.transport is not None and not self._lost.done():
+            # The peer's close frame is behind what we haven't read: read on,
+            # or the closing handshake can only time out.
+            self._reading_paused = False
+            self.transport.resume_reading()
         if p.close_transport:
             self._close_transport()
         else:
             self._arm_close_timer()
-        await self.wait_closed()
 
     async def wait_closed(self) -> None:
         """Wait until the TCP connection is closed."""

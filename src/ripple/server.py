@@ -264,13 +264,7 @@ class ServerConnection(Connection):
         p = self.protocol
         if p is None or self._lost.done():
             return
-        data = p.send_close(code, reason)
-        if data and self.transport is not None:
-            self.transport.write(data)
-        if p.close_transport:
-            self._close_transport()
-        else:
-            self._arm_close_timer()
+        self._start_close(p, code, reason)
 
     async def _handshake(self, request: Request) -> bool:
         # The order: checks that may answer plain HTTP (a handler's

@@ -1,0 +1,133 @@
+"""The course's bot, on ripple's client: ``ripple bot URL``.
+
+It joins the chat, says "Ask me a question." every ``interval`` seconds, and
+answers "No." to every chat message with a "?" in it, except its own and
+those in the history it gets on joining. When the connection fails or
+drops, it connects again after a delay that doubles from ``min_delay`` up
+to ``max_delay`` (reset once a connection gets its welcome).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from ..client import ClientConnection, connect
+from ..exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+from .schema import dumps
+
+__all__ = ["BotError", "chat_url", "run_bot"]
+
+logger = logging.getLogger("ripple.chat.bot")
+
+ASK = "Ask me a question."
+ANSWER = "No."
+
+
+class BotError(Exception):
+    """Something retrying won't fix, such as a name the server refuses."""
+
+
+def chat_url(url: str) -> str:
+    """The WebSocket URL for ``url``: a chat page's http(s) URL works too.
+
+    ``http://host:8765/`` becomes ``ws://host:8765/ws``; ``https`` becomes
+    ``wss``; ws:// and wss:// URLs are left as they are.
+    """
+    parts = urlsplit(url)
+    scheme = {"http": "ws", "https": "wss"}.get(parts.scheme.lower())
+    if scheme is None:
+        return url
+    path = parts.path
+    if path in ("", "/"):
+        path = "/ws"
+    return urlunsplit((scheme, parts.netloc, path, parts.query, ""))
+
+
+async def run_bot(
+    url: str,
+    *,
+    name: str = "bot",
+    interval: float = 10.0,
+    ask: str = ASK,
+    answer: str = ANSWER,
+    min_delay: float = 0.5,
+    max_delay: float = 30.0,
+    **connect_kwargs: Any,
+) -> None:
+    """Run the bot until cancelled; it closes its connection on the way out.
+
+    Raises:
+        InvalidURI: ``url`` isn't a ws://, wss://, http:// or https:// URL.
+        BotError: the server refused the name.
+    """
+    url = chat_url(url)
+    delay = min_delay
+    while True:
+        try:
+            async with connect(url, **connect_kwargs) as ws:
+                logger.info("connected to %s", url)
+                if await _session(ws, name, interval, ask, answer):
+                    delay = min_delay  # it got in: start the backoff over
+        except InvalidURI:
+            raise
+        except (OSError, InvalidHandshake, ConnectionClosed, TimeoutError) as exc:
+            logger.warning("connection to %s failed: %s", url, exc or type(exc).__name__)
+        wait = delay * random.uniform(0.5, 1.0)
+        logger.info("connecting again in %.1f s", wait)
+        await asyncio.sleep(wait)
+        delay = min(max_delay, delay * 2)
+
+
+async def _session(
+    ws: ClientConnection, name: str, interval: float, ask: str, answer: str
+) -> bool:
+    """Chat on one connection until it closes; True if the server welcomed us."""
+    await ws.send(dumps({"type": "join", "name": name}))
+    me: str | None = None
+    asker: asyncio.Task[None] | None = None
+    try:
+        async for data in ws:
+            try:
+                msg = json.loads(data)
+            except (ValueError, TypeError):
+                continue
+            if not isinstance(msg, dict):
+                continue
+            kind = msg.get("type")
+            if kind == "welcome" and me is None:
+                you = msg.get("you")
+                me = str(you.get("id")) if isinstance(you, dict) else ""
+                logger.info("joined as %r (%s)", name, me)
+                asker = asyncio.get_running_loop().create_task(_ask(ws, ask, interval))
+            elif kind == "message" and me is not None:
+                text = msg.get("text")
+                user = msg.get("user")
+                sender = user.get("id") if isinstance(user, dict) else None
+                if isinstance(text, str) and "?" in text and sender != me:
+                    await ws.send(dumps({"type": "message", "text": answer}))
+            elif kind == "error":
+                if msg.get("code") == "bad_name":
+                    raise BotError(f"the server refused the name {name!r}: {msg.get('message')}")
+                logger.warning("server: %s", msg.get("message"))
+    except ConnectionClosed:
+        pass
+    finally:
+        if asker is not None:
+            asker.cancel()
+    logger.info("connection closed: %s %s", ws.close_code, ws.close_reason or "")
+    return me is not None
+
+
+async def _ask(ws: ClientConnection, ask: str, interval: float) -> None:
+    message = dumps({"type": "message", "text": ask})
+    try:
+        while True:
+            await ws.send(message)
+            await asyncio.sleep(interval)
+    except ConnectionClosed:
+        pass  # the reading side sees the close and reconnects
