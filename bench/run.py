@@ -606,6 +606,17 @@ def machine() -> dict[str, Any]:
     return info
 
 
+def source_digest() -> str:
+    """What ripple's source is now (others may edit the tree during a run)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    src = HERE.parent / "src" / "ripple"
+    for path in sorted([*src.rglob("*.py"), *src.rglob("*.c")]):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
 def load() -> dict[str, Any]:
     """How busy the machine is besides us."""
     out: dict[str, Any] = {"loadavg": os.getloadavg()}
@@ -890,6 +901,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.monotonic()
     deadline = t0 + max_minutes * 60
     load_before = load()
+    digest_before = source_digest()
     notes: list[str] = []
     runs: list[Run] = []
     print(
@@ -933,6 +945,13 @@ def main(argv: list[str] | None = None) -> int:
         },
         "notes": notes,
     }
+    digest_after = source_digest()
+    meta["ripple_source"] = {"before": digest_before, "after": digest_after}
+    if digest_after != digest_before:
+        meta["notes"].append(
+            f"ripple's source changed during the run (sha256 {digest_before} before, "
+            f"{digest_after} after): measurements of ripple may mix two versions"
+        )
     if any(r.result.get("server", {}).get("uvloop_shim") == "1" for r in runs):
         meta["notes"].append(
             "ripple on uvloop ran with bench/servers/ripple_server.py's shim: "
