@@ -945,6 +945,15 @@ def main(argv: list[str] | None = None) -> int:
         },
         "notes": notes,
     }
+    busy = [
+        x.get("cpu_pressure_some_avg10", 0.0) for x in (meta["load_before"], meta["load_after"])
+    ]
+    if max(busy) > 10:
+        meta["notes"].append(
+            f"other work competed for the CPUs (CPU pressure {busy[0]:.0f}% before, "
+            f"{busy[1]:.0f}% after): rates are noisy (see the spreads and § marks); the "
+            "CPU-per-operation table is steadier"
+        )
     digest_after = source_digest()
     meta["ripple_source"] = {"before": digest_before, "after": digest_after}
     if digest_after != digest_before:

@@ -419,3 +419,23 @@ def test_invalid_status_message_carries_the_servers_reason() -> None:
     # A page, not a one-line reason: only the status.
     page = ripple.Response(404, "", None, b"<html>\n<body>nope</body>\n</html>")
     assert str(ripple.InvalidStatus(page)) == "server rejected WebSocket connection: HTTP 404"
+
+
+async def test_client_compression_offers_deflate_or_nothing(servers: Servers) -> None:
+    parked = Parked()
+    _, url = await servers.start(parked)
+    async with ripple.connect(url) as client:
+        offered = (await parked.next()).request_headers["Sec-WebSocket-Extensions"]
+        assert offered.startswith("permessage-deflate")
+        assert "permessage-deflate" in client.response_headers["Sec-WebSocket-Extensions"]
+    async with ripple.connect(url, compression=None) as client:
+        assert "Sec-WebSocket-Extensions" not in (await parked.next()).request_headers
+        assert "Sec-WebSocket-Extensions" not in client.response_headers
+
+
+async def test_client_subprotocol_negotiated(servers: Servers) -> None:
+    parked = Parked()
+    _, url = await servers.start(parked, subprotocols=["two"])
+    async with ripple.connect(url, subprotocols=["one", "two"]) as client:
+        assert client.subprotocol == "two"
+        assert (await parked.next()).subprotocol == "two"

@@ -18,7 +18,7 @@ Example::
 
 from .auth import BasicAuth, basic_auth
 from .broadcast import BroadcastOverflow, BroadcastStats, broadcast
-from .client import ClientConnection, connect, unix_connect
+from .client import Backoff, ClientConnection, connect, unix_connect
 from .connection import Connection
 from .exceptions import (
     ConcurrencyError,
@@ -52,12 +52,14 @@ from .protocol.frames import Close
 from .protocol.headers import Headers, HeadersLike, MultipleValuesError
 from .protocol.http11 import Request, Response
 from .protocol.state import State
+from .proxy import ProxyError
 from .server import Server, ServerConnection, serve, unix_serve
 from .typing import Data, LoggerLike, Subprotocol
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Backoff",
     "BasicAuth",
     "BroadcastOverflow",
     "BroadcastStats",
@@ -91,6 +93,7 @@ __all__ = [
     "PayloadTooBig",
     "PerMessageDeflate",
     "ProtocolError",
+    "ProxyError",
     "Request",
     "Response",
     "SecurityError",

@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from aio_helpers import within
+import ripple
+from aio_helpers import Servers, within
 from ripple.chat import ChatConfig
 from ripple.chat.bot import BotError, chat_url, run_bot
 from ripple.exceptions import InvalidURI
@@ -172,3 +173,13 @@ async def test_ripple_bot_command_errors(args: list[str], status: int, complaint
         assert complaint in await proc.stderr()
     finally:
         await proc.kill()
+
+
+async def test_bot_gives_up_on_a_403_and_says_why(servers: Servers) -> None:
+    def refuse(connection: Any, request: Any) -> ripple.Response:
+        return ripple.Response(403, "Forbidden", b"no bots")
+
+    _, url = await servers.start(lambda ws: ws.wait_closed(), process_request=refuse)
+    with pytest.raises(BotError, match=r"giving up.*HTTP 403: no bots") as info:
+        await within(run_bot(url, interval=0.2, min_delay=0.01, max_delay=0.05), 10)
+    assert isinstance(info.value.__cause__, ripple.InvalidStatus)

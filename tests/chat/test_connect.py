@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 import ripple
-from aio_helpers import Servers, echo, within
+from aio_helpers import Servers, echo, server_port, within
 from ripple.interactive import printable
 
 from .helpers import Chat, Process, start_ripple, subprocess_env
@@ -79,14 +79,49 @@ async def test_what_the_server_sends_unasked_is_printed_and_its_close_ends_it(
         await proc.kill()
 
 
-async def test_server_going_away_is_a_normal_end(servers: Servers) -> None:
+async def read_err_until(proc: Process, needle: str) -> str:
+    """Standard error lines until one containing ``needle``; all of them."""
+    assert proc.proc.stderr is not None
+    seen = ""
+    while needle not in seen:
+        line = (await within(proc.proc.stderr.readline(), 20)).decode(errors="replace")
+        assert line, f"stderr ended before {needle!r}: {seen}"
+        seen += line
+    return seen
+
+
+async def test_server_restart_is_shown_and_survived(servers: Servers) -> None:
+    server, url = await servers.start(echo)
+    port = server_port(server)
+    proc = await start_connect(url)
+    try:
+        await read_err_until(proc, "connected to")
+        await ripple_client_seen(server)
+        server.close()  # 1001: the client reconnects
+        await within(server.wait_closed())
+        await read_err_until(proc, "connection lost: 1001")
+        await servers.start(echo, port=port, reuse_address=True)
+        await read_err_until(proc, "reconnected to")
+        assert proc.proc.stdin is not None
+        proc.proc.stdin.write(b"still here\n")
+        assert await read_line(proc) == "< still here\n"
+        proc.proc.stdin.close()
+        assert await within(proc.proc.wait(), 20) == 0
+        assert "connection closed: 1000" in await proc.stderr()
+    finally:
+        await proc.kill()
+
+
+async def test_sigterm_while_reconnecting_stops(servers: Servers) -> None:
     server, url = await servers.start(echo)
     proc = await start_connect(url)
     try:
+        await read_err_until(proc, "connected to")
         await ripple_client_seen(server)
-        server.close()  # 1001
-        assert await within(proc.proc.wait(), 20) == 0
-        assert "connection closed: 1001" in await proc.stderr()
+        server.close()
+        await read_err_until(proc, "connection lost: 1001")
+        await read_err_until(proc, "retrying in")  # nothing listens any more
+        assert await proc.stop(signal.SIGTERM) == 0
     finally:
         await proc.kill()
 

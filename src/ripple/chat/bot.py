@@ -2,21 +2,23 @@
 
 It joins the chat, says "Ask me a question." every ``interval`` seconds, and
 answers "No." to every chat message with a "?" in it, except its own and
-those in the history it gets on joining. When the connection fails or
-drops, it connects again after a delay that doubles from ``min_delay`` up
-to ``max_delay`` (reset once a connection gets its welcome).
+those in the history it gets on joining. It runs on the reconnecting form
+of :func:`~ripple.connect` (``async for ws in connect(...)``): when the
+connection fails or drops, it connects again after a delay that doubles
+from ``min_delay`` up to ``max_delay``, with jitter; errors that retrying
+can't fix (a 403, a bad certificate, a refused name) end it with BotError.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
-import random
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from ..client import ClientConnection, connect
+from ..client import Backoff, ClientConnection, connect
 from ..exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from .schema import dumps
 
@@ -63,34 +65,36 @@ async def run_bot(
 
     Raises:
         InvalidURI: ``url`` isn't a ws://, wss://, http:// or https:// URL.
-        BotError: the server refused the name.
+        BotError: the server refused the name, or connecting failed with
+            an error that retrying can't fix (a 4xx other than 429, a
+            certificate that fails verification...); its cause is that error.
     """
     url = chat_url(url)
-    delay = min_delay
-    while True:
-        try:
-            async with connect(url, **connect_kwargs) as ws:
+    backoff = Backoff(initial_delay=min_delay, max_delay=max(min_delay, max_delay))
+    try:
+        # aclosing: leaving (cancelled, BotError) closes the connection at once.
+        async with contextlib.aclosing(
+            aiter(connect(url, backoff=backoff, **connect_kwargs))
+        ) as connections:
+            async for ws in connections:
                 logger.info("connected to %s", url)
-                if await _session(ws, name, interval, ask, answer):
-                    delay = min_delay  # it got in: start the backoff over
-        except InvalidURI:
-            raise
-        except (OSError, InvalidHandshake, ConnectionClosed, TimeoutError) as exc:
-            logger.warning("connection to %s failed: %s", url, exc or type(exc).__name__)
-        wait = delay * random.uniform(0.5, 1.0)
-        logger.info("connecting again in %.1f s", wait)
-        await asyncio.sleep(wait)
-        delay = min(max_delay, delay * 2)
+                await _session(ws, name, interval, ask, answer)
+                # Going round again closes this connection and reconnects.
+    except InvalidURI:
+        raise
+    except (OSError, InvalidHandshake, TimeoutError) as exc:
+        raise BotError(f"giving up on {url}: {exc or type(exc).__name__}") from exc
+    raise AssertionError("unreachable: connect() reconnects forever")  # pragma: no cover
 
 
 async def _session(
     ws: ClientConnection, name: str, interval: float, ask: str, answer: str
 ) -> bool:
     """Chat on one connection until it closes; True if the server welcomed us."""
-    await ws.send(dumps({"type": "join", "name": name}))
     me: str | None = None
     asker: asyncio.Task[None] | None = None
     try:
+        await ws.send(dumps({"type": "join", "name": name}))
         async for data in ws:
             try:
                 msg = json.loads(data)
