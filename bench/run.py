@@ -961,13 +961,6 @@ def main(argv: list[str] | None = None) -> int:
             f"ripple's source changed during the run (sha256 {digest_before} before, "
             f"{digest_after} after): measurements of ripple may mix two versions"
         )
-    if any(r.result.get("server", {}).get("uvloop_shim") == "1" for r in runs):
-        meta["notes"].append(
-            "ripple on uvloop ran with bench/servers/ripple_server.py's shim: "
-            "ripple.connection asserts isinstance(transport, asyncio.Transport), which "
-            "uvloop's transports fail, so ripple can't serve on uvloop unpatched. The "
-            "shim only widens that isinstance check."
-        )
     if any(r.error for r in runs):
         meta["notes"].append(
             "errors: "

@@ -5,43 +5,15 @@
 
 from __future__ import annotations
 
-import asyncio
-import inspect
-import sys
-import types
 from typing import Any
 
 import common
-
-
-def uvloop_transport_shim() -> bool:
-    """Let ripple accept uvloop's transports if it still asserts
-    ``isinstance(transport, asyncio.Transport)`` (uvloop's don't subclass it).
-
-    ripple.connection gets a copy of the asyncio module whose ``Transport`` is
-    a tuple of both classes; nothing else changes. Returns whether it was
-    needed (reported in the server's info line and the results).
-    """
-    import uvloop.loop
-
-    import ripple.connection
-
-    source = inspect.getsource(ripple.connection.Connection.connection_made)
-    if "asyncio.Transport)" not in source:
-        return False
-    shim = types.ModuleType("asyncio")
-    shim.__dict__.update(asyncio.__dict__)
-    shim.Transport = (asyncio.Transport, uvloop.loop.TCPTransport)  # type: ignore[attr-defined]
-    ripple.connection.asyncio = shim  # type: ignore[attr-defined]
-    print("ripple_server: uvloop transport shim applied", file=sys.stderr)
-    return True
 
 
 async def serve(args: Any) -> None:
     import ripple
     from ripple.protocol.masking import SPEEDUPS
 
-    shim = args.loop == "uvloop" and uvloop_transport_shim()
     control = common.Control()
 
     async def echo(ws: ripple.ServerConnection) -> None:
@@ -95,7 +67,6 @@ async def serve(args: Any) -> None:
             library="ripple",
             version=ripple.__version__,
             speedups=int(SPEEDUPS),
-            uvloop_shim=int(shim),
         )
 
 

@@ -18,7 +18,7 @@ import logging
 import os
 import uuid
 from collections.abc import AsyncIterable, Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, cast
 
 from .exceptions import (
     ConcurrencyError,
@@ -233,9 +233,10 @@ class Connection(asyncio.Protocol):
     # -- asyncio.Protocol ---------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        transport.set_write_buffer_limits(self.write_limit, self.write_limit // 4)
+        # No isinstance check: uvloop's transports don't derive from
+        # asyncio.Transport, and ripple runs on any loop (DESIGN rule 8).
+        self.transport = cast(asyncio.Transport, transport)
+        self.transport.set_write_buffer_limits(self.write_limit, self.write_limit // 4)
 
     def data_received(self, data: bytes) -> None:
         p = self.protocol
