@@ -70,6 +70,25 @@ ripple_xor_mask(const unsigned char *src, unsigned char *dst, Py_ssize_t len,
 }
 
 /*
+ * ripple_xor_mask, without the GIL for large inputs. The exported buffer
+ * stays valid (exporters may not resize while a view is held) and ``dst`` is
+ * a new bytes object no other thread can see, so no Python state is touched.
+ */
+static void
+ripple_xor_mask_released(const unsigned char *src, unsigned char *dst,
+                         Py_ssize_t len, const unsigned char *key)
+{
+    if (len >= RIPPLE_NOGIL_THRESHOLD) {
+        Py_BEGIN_ALLOW_THREADS
+        ripple_xor_mask(src, dst, len, key);
+        Py_END_ALLOW_THREADS
+    }
+    else {
+        ripple_xor_mask(src, dst, len, key);
+    }
+}
+
+/*
  * Acquire a C-contiguous byte view of ``obj``.
  *
  * Non-contiguous exporters (e.g. ``memoryview(b)[::2]``) cannot satisfy a
@@ -156,20 +175,9 @@ ripple_apply_mask(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 
     result = PyBytes_FromStringAndSize(NULL, len);
     if (result != NULL && len > 0) {
-        const unsigned char *src = (const unsigned char *)data_view.buf;
-        unsigned char *dst = (unsigned char *)PyBytes_AS_STRING(result);
-
-        if (len >= RIPPLE_NOGIL_THRESHOLD) {
-            /* The exported buffer stays valid (exporters may not resize
-             * while a view is held) and ``result`` is not yet visible to
-             * any other thread, so no Python state is touched here. */
-            Py_BEGIN_ALLOW_THREADS
-            ripple_xor_mask(src, dst, len, key);
-            Py_END_ALLOW_THREADS
-        }
-        else {
-            ripple_xor_mask(src, dst, len, key);
-        }
+        ripple_xor_mask_released(
+            (const unsigned char *)data_view.buf,
+            (unsigned char *)PyBytes_AS_STRING(result), len, key);
     }
 
     PyBuffer_Release(&data_view);
@@ -223,17 +231,9 @@ ripple_unmask_frame(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     memcpy(key, (const unsigned char *)view.buf + key_at, RIPPLE_MASK_LEN);
     result = PyBytes_FromStringAndSize(NULL, length);
     if (result != NULL && length > 0) {
-        const unsigned char *src =
-            (const unsigned char *)view.buf + key_at + RIPPLE_MASK_LEN;
-        unsigned char *dst = (unsigned char *)PyBytes_AS_STRING(result);
-        if (length >= RIPPLE_NOGIL_THRESHOLD) {
-            Py_BEGIN_ALLOW_THREADS
-            ripple_xor_mask(src, dst, length, key);
-            Py_END_ALLOW_THREADS
-        }
-        else {
-            ripple_xor_mask(src, dst, length, key);
-        }
+        ripple_xor_mask_released(
+            (const unsigned char *)view.buf + key_at + RIPPLE_MASK_LEN,
+            (unsigned char *)PyBytes_AS_STRING(result), length, key);
     }
     PyBuffer_Release(&view);
     return result;
