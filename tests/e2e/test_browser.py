@@ -221,21 +221,6 @@ async def echo_server(compression: str | None) -> AsyncIterator[EchoServer]:
             await server.wait_closed()
 
 
-@pytest.fixture
-async def browser() -> AsyncIterator[Any]:
-    chromium = require_browser()
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(
-            executable_path=str(chromium), headless=True, args=CHROMIUM_ARGS
-        )
-        try:
-            yield browser
-        finally:
-            await browser.close()
-
-
 async def run_page(browser: Any, url: str, screenshot: Path) -> dict[str, Any]:
     """Open the page, wait for window.results, save a screenshot; the results."""
     page = await browser.new_page()

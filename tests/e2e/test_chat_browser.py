@@ -21,7 +21,6 @@ import pytest
 
 from aio_helpers import bounded
 from chat.helpers import Process, start_chat_process, start_ripple
-from e2e.test_browser import CHROMIUM_ARGS, require_browser
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -31,21 +30,6 @@ ARTIFACTS = ROOT / "test-artifacts"
 WAIT_MS = 15_000
 
 ASK = "Ask me a question."
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Any]:
-    chromium = require_browser()
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(
-            executable_path=str(chromium), headless=True, args=CHROMIUM_ARGS
-        )
-        try:
-            yield browser
-        finally:
-            await browser.close()
 
 
 @pytest.fixture
