@@ -203,6 +203,27 @@ def _parser() -> argparse.ArgumentParser:
         metavar="ORIGIN",
         help="also let pages from ORIGIN (scheme://host[:port]) open /ws; repeatable",
     )
+    chat.add_argument(
+        "--redis",
+        metavar="URL",
+        help="share the room through Redis (redis://host:port/db): ids, history and "
+        "presence live there, so workers and other servers on it are one chat; needs "
+        "pip install 'ripple[redis]' (default: one process, in memory)",
+    )
+    chat.add_argument(
+        "--workers",
+        type=_at_least(1),
+        default=1,
+        help="processes serving the port (SO_REUSEPORT); above 1 needs --redis (1)",
+    )
+    chat.add_argument(
+        "--retain",
+        type=_at_least(1),
+        default=defaults.retain,
+        help=f"events the room keeps for clients that reconnect and resume ({defaults.retain})",
+    )
+    # A worker of `--workers N`: bind with SO_REUSEPORT.
+    chat.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
 
     bot = sub.add_parser(
         "bot",
@@ -292,10 +313,26 @@ def main(argv: list[str] | None = None) -> None:
                 send_timeout=args.send_timeout,
                 max_backlog=args.max_backlog,
                 allow_origins=tuple(args.allow_origin),
+                hub=args.redis or "memory",
+                retain=args.retain,
             )
         except ValueError as exc:
             parser.error(str(exc))
-        _run(run_chat(args.host, args.port, config))
+        if args.workers > 1 and args.redis is None:
+            parser.error(
+                f"--workers {args.workers}: workers share the chat through Redis; pass "
+                "--redis redis://host:port/0 (the memory hub lives in one process)"
+            )
+        if args.redis is not None:
+            try:
+                import redis  # noqa: F401
+            except ImportError:
+                parser.error("--redis needs redis-py: pip install 'ripple[redis]'")
+        if args.workers > 1:
+            from .chat.workers import run_workers
+
+            sys.exit(_run(run_workers(args_in, args.host, args.port, args.workers)))
+        _run(run_chat(args.host, args.port, config, reuse_port=args.reuse_port))
     elif args.command == "bot":
         sys.exit(_bot(args))
     elif args.command == "connect":

@@ -35,3 +35,24 @@ async def make_chat() -> AsyncIterator[MakeChat]:
 async def chat(make_chat: MakeChat) -> Chat:
     """A chat with the default settings."""
     return await make_chat()
+
+
+@pytest.fixture
+async def redis_server() -> AsyncIterator[Any]:
+    """A real redis-server on a free loopback port (skipped, or failed under CI, if missing)."""
+    from hub.redis_server import redis_fixture
+
+    async for server in redis_fixture():
+        yield server
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def hub_url(request: pytest.FixtureRequest) -> AsyncIterator[str]:
+    """``memory``, then the URL of a real redis-server started for the test."""
+    if request.param == "memory":
+        yield "memory"
+        return
+    from hub.redis_server import redis_fixture
+
+    async for server in redis_fixture():
+        yield str(server.url)

@@ -76,9 +76,10 @@ async def run_bot(
         async with contextlib.aclosing(
             aiter(connect(url, backoff=backoff, **connect_kwargs))
         ) as connections:
+            resume = _Resume()
             async for ws in connections:
                 logger.info("connected to %s", url)
-                await _session(ws, name, interval, ask, answer)
+                await _session(ws, name, interval, ask, answer, resume)
                 # Going round again closes this connection and reconnects.
     except InvalidURI:
         raise
@@ -87,14 +88,45 @@ async def run_bot(
     raise AssertionError("unreachable: connect() reconnects forever")  # pragma: no cover
 
 
+class _Resume:
+    """The last event id seen and its epoch: sent when joining again, so the
+    bot gets exactly what it missed (and answers nothing twice)."""
+
+    def __init__(self) -> None:
+        self.epoch: str | None = None
+        self.last_id = 0
+
+    def join(self, name: str) -> dict[str, Any]:
+        msg: dict[str, Any] = {"type": "join", "name": name}
+        if self.epoch is not None and self.last_id > 0:
+            msg.update(since=self.last_id, epoch=self.epoch)
+        return msg
+
+    def seen(self, msg: dict[str, Any]) -> bool:
+        """Record an event's id; False if it was seen already."""
+        event_id = msg.get("id")
+        if not isinstance(event_id, int) or isinstance(event_id, bool):
+            return True
+        if event_id <= self.last_id:
+            return False
+        self.last_id = event_id
+        return True
+
+
 async def _session(
-    ws: ClientConnection, name: str, interval: float, ask: str, answer: str
+    ws: ClientConnection,
+    name: str,
+    interval: float,
+    ask: str,
+    answer: str,
+    resume: _Resume | None = None,
 ) -> bool:
     """Chat on one connection until it closes; True if the server welcomed us."""
     me: str | None = None
     asker: asyncio.Task[None] | None = None
+    resume = resume if resume is not None else _Resume()
     try:
-        await ws.send(dumps({"type": "join", "name": name}))
+        await ws.send(dumps(resume.join(name)))
         async for data in ws:
             try:
                 msg = json.loads(data)
@@ -107,8 +139,26 @@ async def _session(
                 you = msg.get("you")
                 me = str(you.get("id")) if isinstance(you, dict) else ""
                 logger.info("joined as %r (%s)", name, me)
+                epoch = msg.get("epoch")
+                if epoch != resume.epoch:
+                    resume.epoch = epoch if isinstance(epoch, str) else None
+                    resume.last_id = 0
+                history = msg.get("history")
+                for event in history if isinstance(history, list) else []:
+                    if isinstance(event, dict):
+                        resume.seen(event)  # missed while away: not answered late
+                last_id = msg.get("last_id")
+                if isinstance(last_id, int) and last_id > resume.last_id:
+                    resume.last_id = last_id
                 asker = asyncio.get_running_loop().create_task(_ask(ws, ask, interval))
-            elif kind == "message" and me is not None:
+            elif kind == "resync":
+                epoch = msg.get("epoch")
+                resume.epoch = epoch if isinstance(epoch, str) else None
+                last_id = msg.get("last_id")
+                resume.last_id = last_id if isinstance(last_id, int) else 0
+            elif kind in ("join", "leave") and me is not None:
+                resume.seen(msg)
+            elif kind == "message" and me is not None and resume.seen(msg):
                 text = msg.get("text")
                 user = msg.get("user")
                 sender = user.get("id") if isinstance(user, dict) else None

@@ -6,12 +6,14 @@ keep the two in step.
 Client to server::
 
     {"type": "join", "name": "alice"}
+    {"type": "join", "name": "alice", "since": 41, "epoch": "..."}   (resuming)
     {"type": "message", "text": "hello"}
 
 Server to client::
 
     {"type": "welcome", "you": USER, "epoch": "...", "users": [USER...],
-     "history": [MESSAGE...], "limits": {...}}
+     "history": [EVENT...], "limits": {...}, "last_id": 41, "resumed": false}
+    {"type": "resync", "epoch": "...", "last_id": 0}
     {"type": "message", "id": 7, "ts": 1700000000000, "user": USER, "text": "hello"}
     {"type": "join", "id": 8, "ts": ..., "user": USER}
     {"type": "leave", "id": 9, "ts": ..., "user": USER}
@@ -40,6 +42,7 @@ __all__ = [
     "dumps",
     "error",
     "parse",
+    "resync",
     "welcome",
 ]
 
@@ -57,6 +60,8 @@ ERROR_CODES = {
     "not_joined": "send a join message first",
     "already_joined": "this connection has joined already",
     "rate_limited": "too many messages; this one was dropped",
+    "bad_resume": "since must be an integer >= 0 and epoch a string",
+    "unavailable": "the hub (Redis) is unavailable: nothing was sent; try again later",
 }
 
 # Names: letters, marks, numbers, punctuation, symbols, and the plain space.
@@ -92,9 +97,12 @@ class User:
 
 @dataclass(frozen=True)
 class Join:
-    """A client's ``join``: the (checked) name it wants."""
+    """A client's ``join``: the (checked) name it wants, and when resuming,
+    the last event id it saw (``since``) and that id's ``epoch``."""
 
     name: str
+    since: int | None = None
+    epoch: str | None = None
 
 
 @dataclass(frozen=True)
@@ -206,7 +214,15 @@ def parse(data: str | bytes, max_bytes: int) -> ClientMessage:
     if kind == "message":
         return Post(check_text(obj.get("text")))
     if kind == "join":
-        return Join(check_name(obj.get("name")))
+        since = obj.get("since", obj.get("last_id"))
+        epoch = obj.get("epoch")
+        if since is not None and (
+            isinstance(since, bool) or not isinstance(since, int) or not 0 <= since < 2**53
+        ):
+            raise InvalidInput("bad_resume", "since must be an integer >= 0")
+        if epoch is not None and (not isinstance(epoch, str) or len(epoch) > 64):
+            raise InvalidInput("bad_resume", "epoch must be a string of at most 64 characters")
+        return Join(check_name(obj.get("name")), since, epoch)
     shown = kind if isinstance(kind, str) and len(kind) <= 32 else None
     raise InvalidInput(
         "unknown_type",
@@ -223,16 +239,29 @@ def error(code: str, message: str, **extra: Any) -> str:
 
 
 def welcome(
-    you: User, users: list[User], history: list[Event], *, epoch: str, limits: dict[str, Any]
+    you: User,
+    users: list[User],
+    history: list[Event] | list[dict[str, Any]],
+    *,
+    epoch: str,
+    limits: dict[str, Any],
+    **extra: Any,
 ) -> str:
-    """The first message a client gets after joining, serialized."""
+    """The first message a client gets after joining, serialized; ``extra``
+    fields (``last_id``, ``resumed``, ``gap``) are added as they are."""
     return dumps(
         {
             "type": "welcome",
             "you": you.as_json(),
             "epoch": epoch,
             "users": [u.as_json() for u in users],
-            "history": [e.as_json() for e in history],
+            "history": [e if isinstance(e, dict) else e.as_json() for e in history],
             "limits": limits,
+            **extra,
         }
     )
+
+
+def resync(epoch: str, last_id: int) -> str:
+    """Tells clients the room's ids start over (``epoch``) after ``last_id``."""
+    return dumps({"type": "resync", "epoch": epoch, "last_id": last_id})

@@ -20,13 +20,14 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..exceptions import ConnectionClosed
+from ..hub import Hub, HubUnavailable, make_backend
 from ..protocol.headers import Headers
 from ..protocol.http11 import Request, Response
 from ..server import Server, ServerConnection, serve
 from . import schema
 from .publish import PUBLISH_STRATEGIES, make_fanout
 from .ratelimit import TokenBucket
-from .room import LocalRoom, Room
+from .room import HubRoom, LocalRoom, Room
 from .schema import InvalidInput, Join, User
 
 __all__ = ["ChatConfig", "ChatServer", "run_chat"]
@@ -72,6 +73,13 @@ class ChatConfig:
             behind by before it is dropped.
         allow_origins: origins allowed to open /ws besides the page's own
             (browsers send Origin; clients without one are allowed).
+        hub: where the room lives: ``memory`` (this process) or a
+            ``redis://`` URL (shared by every process using it). The hub
+            needs ``publish="broadcast"``; the other strategies use a
+            LocalRoom in memory.
+        retain: events each room keeps for clients that resume (the
+            stream's ``MAXLEN ~``).
+        topic: the room's name in the hub.
     """
 
     publish: str = "broadcast"
@@ -82,6 +90,14 @@ class ChatConfig:
     send_timeout: float = 10.0
     max_backlog: int = 2**20
     allow_origins: tuple[str, ...] = ()
+    hub: str = "memory"
+    retain: int = 1000
+    topic: str = "lobby"
+
+    @property
+    def uses_hub(self) -> bool:
+        """True when the room is on a Hub (always with ``--publish broadcast``)."""
+        return self.publish == "broadcast" or self.hub != "memory"
 
     def __post_init__(self) -> None:
         if self.publish not in PUBLISH_STRATEGIES:
@@ -92,6 +108,16 @@ class ChatConfig:
         _check_int("max_bytes", self.max_bytes, 64)
         _check_int("burst", self.burst, 1)
         _check_int("max_backlog", self.max_backlog, 1)
+        _check_int("retain", self.retain, 1)
+        if self.hub != "memory" and not self.hub.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(f"hub must be 'memory' or a redis:// URL, got {self.hub!r}")
+        if self.hub != "memory" and self.publish != "broadcast":
+            raise ValueError(
+                f"a redis hub delivers with broadcast(): --publish {self.publish} "
+                "works with the memory hub only"
+            )
+        if not self.topic:
+            raise ValueError("topic must not be empty")
         if not (math.isfinite(self.rate) and self.rate >= 0):
             raise ValueError(f"rate must be >= 0 messages per second, got {self.rate!r}")
         if not (math.isfinite(self.send_timeout) and self.send_timeout > 0):
@@ -157,7 +183,17 @@ class ChatServer:
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config = config or ChatConfig()
-        if room is None:
+        if room is None and config.uses_hub:
+            retain = max(config.retain, config.history)
+            hub = Hub(make_backend(config.hub, maxlen=retain))
+            room = HubRoom(
+                hub,
+                topic=config.topic,
+                history=config.history,
+                limits=config.limits(),
+                clock=clock,
+            )
+        elif room is None:
             fanout = make_fanout(
                 config.publish, send_timeout=config.send_timeout, max_backlog=config.max_backlog
             )
@@ -195,6 +231,11 @@ class ChatServer:
             response.headers["Allow"] = "GET, HEAD"
             return response
         if path == HEALTH_PATH:
+            if not self.room.available:
+                # Serving local clients, but nothing can be published.
+                response = connection.respond(503, "hub unavailable: can't reach Redis")
+                response.headers["Retry-After"] = "1"
+                return response
             return self._answer(request, b"ok\n", "text/plain; charset=utf-8")
         found = self._static.get(path)
         if found is None:
@@ -256,15 +297,29 @@ class ChatServer:
                     if isinstance(message, Join):
                         if user is not None:
                             raise InvalidInput("already_joined", "you have joined already")
-                        user = User(ws.id.hex[:12], message.name)
+                        joining = User(ws.id.hex[:12], message.name)
+                        try:
+                            await self.room.join(
+                                ws, joining, since=message.since, epoch=message.epoch
+                            )
+                        except HubUnavailable as exc:
+                            raise InvalidInput(
+                                "unavailable", f"couldn't join: {exc}; try again later"
+                            ) from None
+                        user = joining
                         logger.info("%s joined as %r from %s", user.id, user.name, _peer(ws))
-                        await self.room.join(ws, user)
                     elif user is None:
                         raise InvalidInput(
                             "not_joined", 'send {"type": "join", "name": ...} first'
                         )
                     else:
-                        await self.room.post(ws, message.text)
+                        try:
+                            await self.room.post(ws, message.text)
+                        except HubUnavailable as exc:
+                            # Never a silent drop: the sender hears it wasn't sent.
+                            raise InvalidInput(
+                                "unavailable", f"your message wasn't sent: {exc}"
+                            ) from None
                 except InvalidInput as exc:
                     logger.debug("%s: %s: %s", ws.id, exc.code, exc.message)
                     await ws.send(schema.error(exc.code, exc.message))
@@ -283,6 +338,16 @@ class ChatServer:
             f"second; yours are dropped for the next {wait:.2f} s",
             retry_after=round(wait, 3),
         )
+
+
+def _redacted(url: str) -> str:
+    """``url`` without its password, for logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rpartition("@")[2]
+    user = f"{parts.username}:***@" if parts.username else ":***@"
+    return parts._replace(netloc=user + netloc).geturl()
 
 
 def _peer(ws: ServerConnection) -> str:
@@ -308,6 +373,7 @@ async def run_chat(
     config: ChatConfig,
     *,
     announce: Callable[[str], None] | None = None,
+    reuse_port: bool = False,
 ) -> None:
     """Run the chat until SIGINT or SIGTERM, then close every client with 1001.
 
@@ -317,6 +383,8 @@ async def run_chat(
         config: the settings.
         announce: called with the line saying where the chat is; prints it
             by default.
+        reuse_port: bind with SO_REUSEPORT, so that several processes
+            (``ripple chat --workers N``) share the port.
     """
     loop = asyncio.get_running_loop()
     stop = loop.create_future()
@@ -329,10 +397,17 @@ async def run_chat(
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop_once)
     chat = ChatServer(config)
-    server = await chat.serve(host, port)
+    if isinstance(chat.room, HubRoom):
+        # Connect to Redis now (or say it's down) rather than at the first join.
+        await chat.room.hub.start()
+    kwargs: dict[str, Any] = {"reuse_port": True} if reuse_port else {}
+    server = await chat.serve(host, port, **kwargs)
     try:
         page, ws_url = _shown_url(server, host)
-        line = f"ripple chat on {page} (WebSocket {ws_url}, publish: {config.publish})"
+        line = f"ripple chat on {page} (WebSocket {ws_url}, publish: {config.publish}"
+        if config.hub != "memory":
+            line += f", hub: {_redacted(config.hub)}"
+        line += ")"
         if announce is None:
             print(line, flush=True)
         else:

@@ -60,7 +60,7 @@
     ws.onopen = () => {
       if (sock !== ws) return;
       setState("joining", "joining…");
-      ws.send(JSON.stringify({ type: "join", name }));
+      ws.send(JSON.stringify(joinMessage()));
     };
     ws.onmessage = (event) => {
       if (sock === ws) receive(event.data);
@@ -71,6 +71,16 @@
       me = null;
       reconnectLater(event);
     };
+  }
+
+  // Reconnecting: say the last id we saw, and get exactly what we missed.
+  function joinMessage() {
+    const msg = { type: "join", name };
+    if (epoch !== null && lastId > 0) {
+      msg.since = lastId;
+      msg.epoch = epoch;
+    }
+    return msg;
   }
 
   function reconnectLater(event) {
@@ -100,6 +110,12 @@
       case "leave":
         show(msg);
         break;
+      case "resync":
+        // The room's ids started over (its store lost them): follow the new ones.
+        epoch = msg.epoch;
+        lastId = msg.last_id || 0;
+        system("the chat's history was reset");
+        break;
       case "error":
         failed(msg);
         break;
@@ -116,11 +132,14 @@
       if (epoch !== null) system("the server restarted");
       epoch = msg.epoch;
       lastId = 0;
+    } else if (msg.gap) {
+      system("you were away too long: some messages are missing");
     }
     users.clear();
     for (const user of msg.users) users.set(user.id, user.name);
     renderUsers();
     for (const event of msg.history) show(event);
+    if (typeof msg.last_id === "number" && msg.last_id > lastId) lastId = msg.last_id;
     youLabel.textContent = me.name;
     joinForm.hidden = true;
     composeForm.hidden = false;
@@ -202,7 +221,7 @@
     }
     notice("");
     if (sock && sock.readyState === WebSocket.OPEN) {
-      sock.send(JSON.stringify({ type: "join", name }));
+      sock.send(JSON.stringify(joinMessage()));
       setState("joining", "joining…");
     } else if (!sock) {
       connect();
