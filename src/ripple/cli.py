@@ -222,6 +222,14 @@ def _parser() -> argparse.ArgumentParser:
         default=defaults.retain,
         help=f"events the room keeps for clients that reconnect and resume ({defaults.retain})",
     )
+    chat.add_argument(
+        "--presence-ttl",
+        type=_positive,
+        default=defaults.presence_ttl,
+        metavar="SECONDS",
+        help="how long users of a process that died stay listed before others see them "
+        f"leave ({defaults.presence_ttl:g})",
+    )
     # A worker of `--workers N`: bind with SO_REUSEPORT.
     chat.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
 
@@ -315,6 +323,7 @@ def main(argv: list[str] | None = None) -> None:
                 allow_origins=tuple(args.allow_origin),
                 hub=args.redis or "memory",
                 retain=args.retain,
+                presence_ttl=args.presence_ttl,
             )
         except ValueError as exc:
             parser.error(str(exc))

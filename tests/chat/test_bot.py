@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import signal
 from collections.abc import AsyncIterator
 from typing import Any
@@ -14,7 +15,7 @@ import pytest
 import ripple
 from aio_helpers import Servers, within
 from ripple.chat import ChatConfig
-from ripple.chat.bot import BotError, chat_url, run_bot
+from ripple.chat.bot import ASK, BotError, chat_url, run_bot
 from ripple.exceptions import InvalidURI
 
 from .conftest import MakeChat
@@ -114,6 +115,40 @@ async def test_bot_reconnects_after_the_server_restarts() -> None:
             await bob.close()
     finally:
         await chat.aclose()
+
+
+async def test_bot_resumes_with_its_last_id(
+    make_chat: MakeChat, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="ripple.chat.bot")
+    chat = await make_chat(ChatConfig(rate=0))
+    alice = await chat.client("alice")
+    # A reconnect delay far above what alice needs to say her two lines.
+    async with bot(chat.url, interval=60, min_delay=1.0, max_delay=1.0) as task:
+        me = await bot_user(alice)
+        asked = await alice.until("message", 10, text=ASK)
+        alice_port = alice.ws.local_address[1]
+        (dropped,) = [c for c in chat.server.connections if c.remote_address[1] != alice_port]
+        await dropped.close(1012, "restarting")
+        await alice.until("leave", 10, user=me)
+        await alice.say("Is it raining?")  # missed by the bot: not answered late
+        await alice.say("just saying")
+        await alice.until("message", 10, text="just saying")
+        back = await alice.until("join", 10)
+        assert back["user"]["name"] == "bot"
+        # Missed: its own leave and alice's two lines; nothing more, nothing twice.
+        resumed = [r.getMessage() for r in caplog.records if "resumed after" in r.getMessage()]
+        assert resumed == [f"resumed after id {asked['id']}: 3 missed events"], resumed
+        await alice.say("Still there?")
+        texts = []
+        while True:
+            msg = await alice.until("message", 10)
+            texts.append(msg["text"])
+            if msg["text"] == "No.":
+                break
+        assert texts == ["Still there?", "No."] or texts == [ASK, "Still there?", "No."]
+        assert not task.done()
+    await alice.close()
 
 
 async def test_bot_gives_up_on_a_refused_name(chat: Chat) -> None:

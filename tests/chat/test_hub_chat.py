@@ -7,7 +7,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import signal
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -18,7 +20,7 @@ from ripple.chat import ChatConfig
 from ripple.exceptions import ConnectionClosed
 
 from .conftest import MakeChat
-from .helpers import start_chat_process, start_ripple
+from .helpers import Client, start_chat_process, start_ripple
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -201,13 +203,14 @@ class Resilient:
             await asyncio.sleep(0.005)
 
 
-async def test_worker_sigkilled_clients_resume_on_another(redis_url: str) -> None:
+async def _kill_while_flowing(
+    clients: list[Resilient], redis_url: str, kill: Callable[[], Awaitable[list[Resilient]]]
+) -> None:
+    """Run ``clients``, kill a worker (``kill`` says whose clients it had) while
+    they all send, then check every client has every message exactly once, in
+    order, and that the killed worker's clients came back."""
     from redis.asyncio import Redis
 
-    a, url_a = await start_chat_process("--redis", redis_url, "--rate", "0")
-    b, url_b = await start_chat_process("--redis", redis_url, "--rate", "0")
-    ws_a, ws_b = (u.replace("http://", "ws://") + "ws" for u in (url_a, url_b))
-    clients = [Resilient(f"c{i}", [ws_a, ws_b], 0 if i < 4 else 1) for i in range(6)]
     loop = asyncio.get_running_loop()
     tasks = [loop.create_task(c.run()) for c in clients]
     redis = Redis.from_url(redis_url, decode_responses=True)
@@ -224,8 +227,8 @@ async def test_worker_sigkilled_clients_resume_on_another(redis_url: str) -> Non
                 task.result()
         senders = asyncio.gather(*(c.send_many(60) for c in clients))
         await asyncio.sleep(0.2)
-        a.proc.send_signal(signal.SIGKILL)
-        await within(a.proc.wait(), 10)
+        orphans = await kill()
+        assert orphans, "the killed worker had no clients"
         await within(senders, 30)
 
         async def stream() -> list[dict[str, Any]]:
@@ -251,14 +254,111 @@ async def test_worker_sigkilled_clients_resume_on_another(redis_url: str) -> Non
                 if e["type"] == "message" and e["id"] > client.first_last_id
             ]
             assert client.messages == expected, client.name
-        moved = [c for c in clients[:4] if c.reconnects >= 1]
-        assert len(moved) == 4  # every client of the killed worker resumed on the other
+        # Every client of the killed worker resumed elsewhere.
+        assert all(c.reconnects >= 1 for c in orphans), [c.name for c in orphans]
         assert len(events) > 100
     finally:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await redis.aclose()
+
+
+async def test_server_sigkilled_clients_resume_on_another(redis_url: str) -> None:
+    a, url_a = await start_chat_process("--redis", redis_url, "--rate", "0")
+    b, url_b = await start_chat_process("--redis", redis_url, "--rate", "0")
+    ws_a, ws_b = (u.replace("http://", "ws://") + "ws" for u in (url_a, url_b))
+    clients = [Resilient(f"c{i}", [ws_a, ws_b], 0 if i < 4 else 1) for i in range(6)]
+
+    async def kill() -> list[Resilient]:
+        a.proc.send_signal(signal.SIGKILL)
+        await within(a.proc.wait(), 10)
+        return clients[:4]
+
+    try:
+        await _kill_while_flowing(clients, redis_url, kill)
+    finally:
+        await a.kill()
+        await b.stop()
+
+
+def _children(pid: int) -> list[int]:
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        return [int(p) for p in f.read().split()]
+
+
+def _socket_owners(pids: list[int]) -> dict[int, int]:
+    """{socket inode: pid} for the sockets the processes ``pids`` hold."""
+    owners = {}
+    for pid in pids:
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            with contextlib.suppress(OSError):
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+                if target.startswith("socket:["):
+                    owners[int(target[8:-1])] = pid
+    return owners
+
+
+def _server_side_inode(port: int, client_port: int) -> int | None:
+    """The inode of the server's end of the loopback connection from ``client_port``."""
+    want_local, want_remote = f"0100007F:{port:04X}", f"0100007F:{client_port:04X}"
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            fields = line.split()
+            if fields[1] == want_local and fields[2] == want_remote:
+                return int(fields[9])
+    return None
+
+
+async def test_workers_child_sigkilled_clients_resume_on_another(redis_url: str) -> None:
+    proc, page = await start_chat_process("--redis", redis_url, "--workers", "2", "--rate", "0")
+    url = page.replace("http://", "ws://") + "ws"
+    port = int(page.rstrip("/").rsplit(":", 1)[1])
+    clients = [Resilient(f"c{i}", [url], 0) for i in range(8)]
+
+    async def kill() -> list[Resilient]:
+        # Which worker holds each client's connection: its socket's inode.
+        workers = _children(proc.proc.pid)
+        assert len(workers) == 2, workers
+        owners = _socket_owners(workers)
+        by_worker: dict[int, list[Resilient]] = {pid: [] for pid in workers}
+        for client in clients:
+            assert client.ws is not None
+            inode = _server_side_inode(port, client.ws.local_address[1])
+            assert inode is not None and inode in owners, client.name
+            by_worker[owners[inode]].append(client)
+        victim = max(workers, key=lambda pid: len(by_worker[pid]))
+        os.kill(victim, signal.SIGKILL)
+        return by_worker[victim]
+
+    try:
+        await _kill_while_flowing(clients, redis_url, kill)
+    finally:
+        assert await proc.stop() == 0
+
+
+async def test_users_of_a_dead_process_leave_when_presence_expires(redis_url: str) -> None:
+    args = ("--redis", redis_url, "--rate", "0", "--presence-ttl", "1")
+    a, url_a = await start_chat_process(*args)
+    b, url_b = await start_chat_process(*args)
+    ws_a, ws_b = (u.replace("http://", "ws://") + "ws" for u in (url_a, url_b))
+    try:
+        alice = Client(await within(ripple.connect(ws_a)))
+        await alice.join("alice")
+        bob = Client(await within(ripple.connect(ws_b)))
+        welcome = await bob.join("bob")
+        assert sorted(u["name"] for u in welcome["users"]) == ["alice", "bob"]
+        a.proc.send_signal(signal.SIGKILL)  # no leave, no unsubscribe: it just dies
+        await within(a.proc.wait(), 10)
+        # The survivor reaps the entry that's no longer refreshed and says so.
+        left = await bob.until("leave", 15)
+        assert left["user"] == alice.me
+        carol = Client(await within(ripple.connect(ws_b)))
+        welcome = await carol.join("carol")
+        assert sorted(u["name"] for u in welcome["users"]) == ["bob", "carol"]
+        await bob.close()
+        await carol.close()
+    finally:
         await a.kill()
         await b.stop()
 

@@ -233,3 +233,66 @@ async def test_page_shows_the_state_and_reconnects(
     finally:
         if restarted is not None:
             await restarted.kill()
+
+
+@pytest.fixture
+async def redis_url() -> AsyncIterator[str]:
+    from hub.redis_server import redis_fixture
+
+    async for server in redis_fixture():
+        yield str(server.url)
+
+
+async def test_page_resumes_with_its_last_id(browser: Any, redis_url: str) -> None:
+    """Two chat processes share Redis. The page's process stops; what's said on
+    the other meanwhile shows on the page once it's back, once each, in order."""
+    import ripple
+    from chat.helpers import Client
+
+    a, url_a = await start_chat_process("--redis", redis_url, "--rate", "0")
+    b, url_b = await start_chat_process("--redis", redis_url, "--rate", "0")
+    port_a = url_a.rstrip("/").rsplit(":", 1)[1]
+    restarted: Process | None = None
+    try:
+        async with bounded(90):
+            dave = Client(await ripple.connect(url_b.replace("http://", "ws://") + "ws"))
+            await dave.join("dave")
+            page = await open_page(browser, "erin")
+            await page.join(url_a)
+            await dave.say("m0")
+            await page.wait_message("dave", "m0")
+
+            assert await a.stop(signal.SIGTERM) == 0
+            await page.wait_state("reconnecting")
+            for i in range(1, 6):
+                await dave.say(f"m{i}")
+            await dave.until("message", 10, text="m5")
+
+            restarted, _ = await start_chat_process(
+                "--redis", redis_url, "--rate", "0", "--port", port_a
+            )
+            await page.wait_state("connected")
+            await page.wait_message("dave", "m5")
+            await dave.say("live")
+            await page.wait_message("dave", "live")
+            await page.screenshot("resumed")
+            rows = await page.messages()
+            assert [r["text"] for r in rows] == [f"m{i}" for i in range(6)] + ["live"]
+            ids = [r["id"] for r in rows]
+            assert ids == sorted(set(ids)), ids  # in order, none twice
+            systems = await page.page.evaluate(
+                "() => [...document.querySelectorAll('#messages li.system')]"
+                ".map(li => li.textContent)"
+            )
+            assert not any("restarted" in t or "missing" in t for t in systems), systems
+            unexpected = [
+                p
+                for p in page.problems
+                if "WebSocket connection to" not in p and "ERR_CONNECTION_REFUSED" not in p
+            ]
+            assert unexpected == []
+            await dave.close()
+    finally:
+        for proc in (a, b, restarted):
+            if proc is not None:
+                await proc.kill()

@@ -140,10 +140,11 @@ async def _session(
                 me = str(you.get("id")) if isinstance(you, dict) else ""
                 logger.info("joined as %r (%s)", name, me)
                 epoch = msg.get("epoch")
+                history = msg.get("history")
+                _log_rejoin(msg, resume, len(history) if isinstance(history, list) else 0)
                 if epoch != resume.epoch:
                     resume.epoch = epoch if isinstance(epoch, str) else None
                     resume.last_id = 0
-                history = msg.get("history")
                 for event in history if isinstance(history, list) else []:
                     if isinstance(event, dict):
                         resume.seen(event)  # missed while away: not answered late
@@ -175,6 +176,18 @@ async def _session(
             asker.cancel()
     logger.info("connection closed: %s %s", ws.close_code, ws.close_reason or "")
     return me is not None
+
+
+def _log_rejoin(welcome: dict[str, Any], resume: _Resume, missed: int) -> None:
+    """Say how a rejoin went: resumed with what was missed, or with a gap."""
+    if resume.epoch is None:
+        return  # the first join
+    if welcome.get("resumed") is True:
+        logger.info("resumed after id %d: %d missed events", resume.last_id, missed)
+    elif welcome.get("gap") is True:
+        logger.warning("away too long: events after id %d are missing", resume.last_id)
+    else:
+        logger.info("the room started over; following its new ids")
 
 
 async def _ask(ws: ClientConnection, ask: str, interval: float) -> None:

@@ -79,6 +79,8 @@ class ChatConfig:
             LocalRoom in memory.
         retain: events each room keeps for clients that resume (the
             stream's ``MAXLEN ~``).
+        presence_ttl: seconds a user stays listed after their process stops
+            refreshing it (the process died); refreshed every third of it.
         topic: the room's name in the hub.
     """
 
@@ -92,6 +94,7 @@ class ChatConfig:
     allow_origins: tuple[str, ...] = ()
     hub: str = "memory"
     retain: int = 1000
+    presence_ttl: float = 15.0
     topic: str = "lobby"
 
     @property
@@ -118,6 +121,8 @@ class ChatConfig:
             )
         if not self.topic:
             raise ValueError("topic must not be empty")
+        if not (math.isfinite(self.presence_ttl) and self.presence_ttl > 0):
+            raise ValueError(f"presence_ttl must be > 0 seconds, got {self.presence_ttl!r}")
         if not (math.isfinite(self.rate) and self.rate >= 0):
             raise ValueError(f"rate must be >= 0 messages per second, got {self.rate!r}")
         if not (math.isfinite(self.send_timeout) and self.send_timeout > 0):
@@ -185,7 +190,7 @@ class ChatServer:
         self.config = config = config or ChatConfig()
         if room is None and config.uses_hub:
             retain = max(config.retain, config.history)
-            hub = Hub(make_backend(config.hub, maxlen=retain))
+            hub = Hub(make_backend(config.hub, maxlen=retain), presence_ttl=config.presence_ttl)
             room = HubRoom(
                 hub,
                 topic=config.topic,
