@@ -32,7 +32,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -218,6 +218,25 @@ def stop_process(proc: subprocess.Popen[bytes], grace: float = 5.0) -> int | Non
     return proc.poll()
 
 
+def spawn_logged(
+    argv: Sequence[str], log: Path, env: dict[str, str], cwd: Path | None = None
+) -> subprocess.Popen[bytes]:
+    """Start ``argv`` in a new session (see stop_process), its output going to ``log``.
+
+    OSError (no such program, ...) is left to the caller.
+    """
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            argv,
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
+
+
 def wait_for_port(
     host: str, port: int, proc: subprocess.Popen[bytes], timeout: float, log: Path
 ) -> None:
@@ -272,6 +291,50 @@ def clean_agent_name(agent: str) -> str:
 # --------------------------------------------------------------------------- running
 
 
+def supervise(
+    proc: subprocess.Popen[bytes],
+    name: str,
+    log: Path,
+    timeout: float,
+    *,
+    quiet: bool,
+    describe: Callable[[], str],
+    check: Callable[[], None],
+    progress_every: float,
+) -> None:
+    """Wait for ``proc`` (``name`` in messages, output in ``log``) to exit with status 0.
+
+    While it runs, ``check`` may raise HarnessError to give up, and unless
+    ``quiet`` a progress line from ``describe()`` goes to stderr every
+    ``progress_every`` seconds. Raises HarnessError on timeout or a non-zero
+    exit status; ``proc`` is stopped whichever way this returns.
+    """
+    start = time.monotonic()
+    deadline = start + timeout
+    next_report = start + progress_every
+    try:
+        while proc.poll() is None:
+            now = time.monotonic()
+            if now >= deadline:
+                stop_process(proc)
+                raise HarnessError(
+                    f"{name} timed out after {timeout:g}s ({describe()}); "
+                    f"raise --timeout or look at {log}"
+                )
+            check()
+            if not quiet and now >= next_report:
+                next_report = now + progress_every
+                print(f"  ... {now - start:.0f}s: {describe()}", file=sys.stderr, flush=True)
+            time.sleep(0.25)
+    finally:
+        if proc.poll() is None:
+            stop_process(proc)
+    if proc.returncode != 0:
+        raise HarnessError(
+            f"{name} exited with status {proc.returncode}; last output ({log}):\n{tail(log)}"
+        )
+
+
 def run_wstest(
     wstest: Path,
     spec: Path,
@@ -281,51 +344,28 @@ def run_wstest(
     progress_every: float = 20.0,
 ) -> WstestProgress:
     """Run the fuzzing client until it finishes; raise HarnessError on timeout."""
-    start = time.monotonic()
-    deadline = start + timeout
-    next_report = start + progress_every
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [str(wstest), "-m", "fuzzingclient", "-s", str(spec)],
-            cwd=str(spec.parent),
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=wstest_env(),
-            start_new_session=True,
-        )
-        try:
-            while proc.poll() is None:
-                now = time.monotonic()
-                if now >= deadline:
-                    stop_process(proc)
-                    progress = WstestProgress.from_log(log.read_text(errors="replace"))
-                    raise HarnessError(
-                        f"wstest timed out after {timeout:g}s ({progress.describe()}); "
-                        f"raise --timeout or look at {log}"
-                    )
-                progress = WstestProgress.from_log(log.read_text(errors="replace"))
-                if progress.planned_count == 0:
-                    # wstest never exits when no case matches the patterns.
-                    stop_process(proc)
-                    raise HarnessError("no Autobahn case matches the --cases/--exclude patterns")
-                if not quiet and now >= next_report:
-                    next_report = now + progress_every
-                    print(
-                        f"  ... {now - start:.0f}s: {progress.describe()}",
-                        file=sys.stderr,
-                        flush=True,
-                    )
-                time.sleep(0.25)
-        finally:
-            if proc.poll() is None:
-                stop_process(proc)
-    progress = WstestProgress.from_log(log.read_text(errors="replace"))
-    if proc.returncode != 0:
-        raise HarnessError(
-            f"wstest exited with status {proc.returncode}; last output ({log}):\n{tail(log)}"
-        )
-    return progress
+
+    def progress() -> WstestProgress:
+        return WstestProgress.from_log(log.read_text(errors="replace"))
+
+    def check() -> None:
+        if progress().planned_count == 0:
+            # wstest never exits when no case matches the patterns.
+            raise HarnessError("no Autobahn case matches the --cases/--exclude patterns")
+
+    argv = [str(wstest), "-m", "fuzzingclient", "-s", str(spec)]
+    proc = spawn_logged(argv, log, wstest_env(), cwd=spec.parent)
+    supervise(
+        proc,
+        "wstest",
+        log,
+        timeout,
+        quiet=quiet,
+        describe=lambda: progress().describe(),
+        check=check,
+        progress_every=progress_every,
+    )
+    return progress()
 
 
 def load_results(outdir: Path, agent: str) -> dict[str, CaseResult]:
@@ -565,20 +605,12 @@ def case_name(number: int, planned: Sequence[str] | None) -> str:
 
 
 def start_fuzzingserver(wstest: Path, spec: Path, log: Path) -> subprocess.Popen[bytes]:
-    with log.open("wb") as out:
-        try:
-            return subprocess.Popen(
-                # --webport 0: no extra HTTP server on port 8080.
-                [str(wstest), "-m", "fuzzingserver", "-s", str(spec), "--webport", "0"],
-                cwd=str(spec.parent),
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env=wstest_env(),
-                start_new_session=True,
-            )
-        except OSError as exc:
-            raise HarnessError(f"cannot start {wstest}: {exc}") from exc
+    # --webport 0: no extra HTTP server on port 8080.
+    argv = [str(wstest), "-m", "fuzzingserver", "-s", str(spec), "--webport", "0"]
+    try:
+        return spawn_logged(argv, log, wstest_env(), cwd=spec.parent)
+    except OSError as exc:
+        raise HarnessError(f"cannot start {wstest}: {exc}") from exc
 
 
 def run_client_driver(
@@ -592,55 +624,33 @@ def run_client_driver(
     progress_every: float = 20.0,
 ) -> DriverProgress:
     """Run the client driver until it finishes; raise HarnessError if it can't."""
-    start = time.monotonic()
-    deadline = start + timeout
-    next_report = start + progress_every
-    with log.open("wb") as out:
-        try:
-            proc = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env=dict(os.environ, PYTHONUNBUFFERED="1"),
-                start_new_session=True,
+
+    def progress() -> DriverProgress:
+        return DriverProgress.from_log(log.read_text(errors="replace"))
+
+    def check() -> None:
+        rc = fuzzer.poll()
+        if rc is not None:
+            raise HarnessError(
+                f"wstest fuzzingserver exited with status {rc} during the run; "
+                f"last output ({fuzzer_log}):\n{tail(fuzzer_log)}"
             )
-        except OSError as exc:
-            raise HarnessError(f"cannot start client {argv[0]!r}: {exc}") from exc
-        try:
-            while proc.poll() is None:
-                now = time.monotonic()
-                if now >= deadline:
-                    stop_process(proc)
-                    progress = DriverProgress.from_log(log.read_text(errors="replace"))
-                    raise HarnessError(
-                        f"client driver timed out after {timeout:g}s "
-                        f"({progress.describe(planned)}); raise --timeout or look at {log}"
-                    )
-                rc = fuzzer.poll()
-                if rc is not None:
-                    raise HarnessError(
-                        f"wstest fuzzingserver exited with status {rc} during the run; "
-                        f"last output ({fuzzer_log}):\n{tail(fuzzer_log)}"
-                    )
-                if not quiet and now >= next_report:
-                    next_report = now + progress_every
-                    progress = DriverProgress.from_log(log.read_text(errors="replace"))
-                    print(
-                        f"  ... {now - start:.0f}s: {progress.describe(planned)}",
-                        file=sys.stderr,
-                        flush=True,
-                    )
-                time.sleep(0.25)
-        finally:
-            if proc.poll() is None:
-                stop_process(proc)
-    if proc.returncode != 0:
-        raise HarnessError(
-            f"client driver exited with status {proc.returncode}; "
-            f"last output ({log}):\n{tail(log)}"
-        )
-    return DriverProgress.from_log(log.read_text(errors="replace"))
+
+    try:
+        proc = spawn_logged(argv, log, dict(os.environ, PYTHONUNBUFFERED="1"))
+    except OSError as exc:
+        raise HarnessError(f"cannot start client {argv[0]!r}: {exc}") from exc
+    supervise(
+        proc,
+        "client driver",
+        log,
+        timeout,
+        quiet=quiet,
+        describe=lambda: progress().describe(planned),
+        check=check,
+        progress_every=progress_every,
+    )
+    return progress()
 
 
 def run_client(args: argparse.Namespace, wstest: Path, cases: list[str]) -> int:
@@ -845,36 +855,27 @@ def run(args: argparse.Namespace) -> int:
 
         if not args.quiet:
             print(f"server: {shlex.join(argv)}", file=sys.stderr, flush=True)
-        with server_log.open("wb") as slog:
-            server_env = dict(os.environ, PYTHONUNBUFFERED="1")
-            try:
-                server = subprocess.Popen(
-                    argv,
-                    stdin=subprocess.DEVNULL,
-                    stdout=slog,
-                    stderr=subprocess.STDOUT,
-                    env=server_env,
-                    start_new_session=True,
+        try:
+            server = spawn_logged(argv, server_log, dict(os.environ, PYTHONUNBUFFERED="1"))
+        except OSError as exc:
+            raise HarnessError(f"cannot start server {argv[0]!r}: {exc}") from exc
+        server_problem: str | None = None
+        try:
+            wait_for_port(HOST, port, server, args.startup_timeout, server_log)
+            if not args.quiet:
+                print(
+                    f"wstest: cases {','.join(cases)}"
+                    + (f" excluding {args.exclude}" if args.exclude else "")
+                    + f" against ws://{HOST}:{port}",
+                    file=sys.stderr,
+                    flush=True,
                 )
-            except OSError as exc:
-                raise HarnessError(f"cannot start server {argv[0]!r}: {exc}") from exc
-            server_problem: str | None = None
-            try:
-                wait_for_port(HOST, port, server, args.startup_timeout, server_log)
-                if not args.quiet:
-                    print(
-                        f"wstest: cases {','.join(cases)}"
-                        + (f" excluding {args.exclude}" if args.exclude else "")
-                        + f" against ws://{HOST}:{port}",
-                        file=sys.stderr,
-                        flush=True,
-                    )
-                progress = run_wstest(wstest, spec_path, wstest_log, args.timeout, args.quiet)
-                rc = server.poll()
-                if rc is not None:
-                    server_problem = f"server exited with status {rc} during the run"
-            finally:
-                stop_process(server)
+            progress = run_wstest(wstest, spec_path, wstest_log, args.timeout, args.quiet)
+            rc = server.poll()
+            if rc is not None:
+                server_problem = f"server exited with status {rc} during the run"
+        finally:
+            stop_process(server)
 
     results = load_results(outdir, agent)
     if not results and not progress.planned:
