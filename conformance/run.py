@@ -354,7 +354,10 @@ def run_wstest(
             raise HarnessError("no Autobahn case matches the --cases/--exclude patterns")
 
     argv = [str(wstest), "-m", "fuzzingclient", "-s", str(spec)]
-    proc = spawn_logged(argv, log, wstest_env(), cwd=spec.parent)
+    try:
+        proc = spawn_logged(argv, log, wstest_env(), cwd=spec.parent)
+    except OSError as exc:
+        raise HarnessError(f"cannot start {wstest}: {exc}") from exc
     supervise(
         proc,
         "wstest",
