@@ -97,11 +97,16 @@ async def measure(url: str, clients: int, publishers: int, messages: int) -> flo
             if msg.get("type") == "join" and msg["user"]["name"] == last:
                 break
 
-    async def drain(ws: ripple.ClientConnection) -> None:
-        got = 0
-        while got < messages:
-            if json.loads(await ws.recv()).get("type") == "message":
-                got += 1
+    counts = [0] * clients
+    errors: list[dict[str, object]] = []
+
+    async def drain(index: int, ws: ripple.ClientConnection) -> None:
+        while counts[index] < messages:
+            msg = json.loads(await ws.recv())
+            if msg.get("type") == "message":
+                counts[index] += 1
+            elif msg.get("type") == "error":
+                errors.append(msg)
 
     async def publish(ws: ripple.ClientConnection, count: int) -> None:
         for i in range(count):
@@ -109,9 +114,15 @@ async def measure(url: str, clients: int, publishers: int, messages: int) -> flo
 
     share = [messages // publishers + (i < messages % publishers) for i in range(publishers)]
     start = time.perf_counter()
-    readers = [asyncio.ensure_future(drain(ws)) for ws in conns]
+    readers = [asyncio.ensure_future(drain(i, ws)) for i, ws in enumerate(conns)]
     await asyncio.gather(*(publish(conns[i], n) for i, n in enumerate(share)))
-    await asyncio.wait_for(asyncio.gather(*readers), 120)
+    try:
+        await asyncio.wait_for(asyncio.gather(*readers), 120)
+    except asyncio.TimeoutError:
+        raise SystemExit(
+            f"hub_bench: not every client got {messages} messages in 120 s: "
+            f"min {min(counts)}, max {max(counts)}; errors: {errors[:3]}"
+        ) from None
     elapsed = time.perf_counter() - start
     await asyncio.gather(*(ws.close() for ws in conns), return_exceptions=True)
     return clients * messages / elapsed
@@ -147,12 +158,22 @@ async def main_async(args: argparse.Namespace) -> int:
             redis_proc.kill()
             await redis_proc.wait()
     base = results["memory, 1 worker"]
+    lines = [
+        "# The hub's cost: `bench/hub_bench.py`",
+        "",
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} cores, "
+        f"median of {args.repeat}; C={args.clients} clients, K={args.messages} messages, "
+        f"{args.publishers} publishers. The load generator shares the machine.",
+        "",
+        "| setup | deliveries/s | vs memory |",
+        "| --- | ---: | ---: |",
+        *(f"| {label} | {rate:,.0f} | {rate / base:.2f}x |" for label, rate in results.items()),
+    ]
     print()
-    print(f"C={args.clients} clients, K={args.messages} messages, {args.publishers} publishers")
-    print("| setup | deliveries/s | vs memory |")
-    print("| --- | ---: | ---: |")
-    for label, rate in results.items():
-        print(f"| {label} | {rate:,.0f} | {rate / base:.2f}x |")
+    print("\n".join(lines[2:]))
+    if args.output is not None:
+        args.output.write_text("\n".join(lines) + "\n")
+        args.output.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
     return 0
 
 
@@ -164,9 +185,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--redis", metavar="URL", help="use this Redis instead of starting one")
     parser.add_argument("--quick", action="store_true", help="C=50, K=100, 1 repeat")
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=ROOT / "bench" / "results" / "hub.md",
+        help="where the table goes (and a .json beside it)",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.clients, args.messages, args.repeat = 50, 100, 1
+        args.output = None  # a quick look doesn't replace the recorded results
     return asyncio.run(main_async(args))
 
 
