@@ -1,8 +1,9 @@
 """Run the examples from examples/ against real sockets.
 
-Each example but page.py is the seed's code with only its import changed to
-ripple. To keep tests on free ports, the test copies the file and swaps the
-hard-coded port (8765) and socket path for its own; nothing else changes.
+Each example but page.py and hub_rooms.py is the seed's code with only its
+import changed to ripple. To keep tests on free ports, the test copies the file
+and swaps the hard-coded port (8765) and socket path for its own; nothing else
+changes.
 """
 
 from __future__ import annotations
@@ -16,13 +17,15 @@ import sys
 import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import ripple
 from aio_helpers import bounded
+from hub.redis_server import RedisServer, redis_server_path
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -35,7 +38,7 @@ def free_port() -> int:
 
 @asynccontextmanager
 async def run_example(
-    name: str, tmp_path: Path, replacements: dict[str, str]
+    name: str, tmp_path: Path, replacements: dict[str, str], args: tuple[str, ...] = ()
 ) -> AsyncIterator[asyncio.subprocess.Process]:
     source = (EXAMPLES / name).read_text()
     for old, new in replacements.items():
@@ -45,7 +48,7 @@ async def run_example(
     script.write_text(source)
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, str(script), stdout=asyncio.subprocess.PIPE, env=env
+        sys.executable, str(script), *args, stdout=asyncio.subprocess.PIPE, env=env
     )
     try:
         assert proc.stdout is not None
@@ -188,3 +191,73 @@ async def test_page_and_websocket_on_one_port(tmp_path: Path) -> None:
         assert status == 426 and "Upgrade" in body
         status, _, body = await asyncio.to_thread(http_get, f"http://{base}/nothing")
         assert status == 404 and "/ws" in body
+
+
+@pytest.mark.parametrize("backend", ["memory", "redis"])
+async def test_hub_rooms_example(tmp_path: Path, backend: str) -> None:
+    async with AsyncExitStack() as stack:
+        args: tuple[str, ...] = ()
+        if backend == "redis":
+            redis = RedisServer(redis_server_path(), free_port())  # skips without redis-server
+            await redis.start()
+            stack.push_async_callback(redis.stop)
+            args = ("--redis", redis.url)
+        port = free_port()
+        await stack.enter_async_context(
+            run_example("hub_rooms.py", tmp_path, {"8765": str(port)}, args)
+        )
+        await stack.enter_async_context(bounded(20))
+        base = f"ws://127.0.0.1:{port}"
+
+        async def join(path: str) -> tuple[ripple.ClientConnection, dict[str, Any]]:
+            ws = await ripple.connect(base + path)
+            stack.push_async_callback(ws.close)
+            welcome = json.loads(await ws.recv())
+            assert welcome["type"] == "welcome", welcome
+            return ws, welcome
+
+        async def entry(ws: ripple.ClientConnection) -> tuple[str, int, str]:
+            got = json.loads(await ws.recv())
+            assert got["type"] == "entry", got
+            return got["topic"], got["id"], got["data"]
+
+        alice, hello = await join("/kitchen")
+        assert (hello["room"], hello["last_id"], hello["gap"], hello["entries"]) == (
+            "kitchen",
+            0,
+            False,
+            [],
+        )
+        bob, hello_bob = await join("/kitchen")
+        assert hello_bob["epoch"] == hello["epoch"]
+        carol, _ = await join("/garden")
+
+        # One room: both see each message, with the room's next id.
+        await alice.send("hi bob")
+        assert [await entry(ws) for ws in (alice, bob)] == [("kitchen", 1, "hi bob")] * 2
+        await bob.send("hi alice")
+        assert [await entry(ws) for ws in (alice, bob)] == [("kitchen", 2, "hi alice")] * 2
+
+        # bob leaves after id 2; alice goes on.
+        await bob.close()
+        for n, text in ((3, "three"), (4, "four")):
+            await alice.send(text)
+            assert await entry(alice) == ("kitchen", n, text)
+
+        # The other room saw none of it: its first entry is its own id 1.
+        await carol.send("weeding")
+        assert await entry(carol) == ("garden", 1, "weeding")
+
+        # bob resumes: the welcome holds exactly what he missed, then he is live.
+        bob, back = await join(f"/kitchen?since=2&epoch={hello['epoch']}")
+        assert (back["epoch"], back["last_id"], back["gap"]) == (hello["epoch"], 4, False)
+        assert back["entries"] == [{"id": 3, "data": "three"}, {"id": 4, "data": "four"}]
+        await alice.send("five")
+        assert [await entry(ws) for ws in (alice, bob)] == [("kitchen", 5, "five")] * 2
+
+        # Up to date: nothing missed. Another epoch: a gap, and the recent entries.
+        _, same = await join(f"/kitchen?since=5&epoch={hello['epoch']}")
+        assert (same["last_id"], same["gap"], same["entries"]) == (5, False, [])
+        _, other = await join("/kitchen?since=2&epoch=another")
+        assert (other["last_id"], other["gap"]) == (5, True)
+        assert [e["id"] for e in other["entries"]] == [1, 2, 3, 4, 5]

@@ -300,3 +300,47 @@ async def test_redis_lost_and_back(make_redis_hub: MakeHub) -> None:
     reset = await local.recv(10)
     assert reset["type"] == "resync" and reset["last_id"] == 0, reset
     assert await local.entries(1) == [(1, "after")]
+
+
+class StartsOver(MemoryBackend):
+    """A memory backend whose store loses a topic (as Redis restarted empty
+    does) while a subscriber reads its backlog, and gets two new entries in
+    the new epoch before that read returns."""
+
+    armed = False
+
+    async def recent(self, topic: str, count: int, keep: Any = None) -> Any:
+        if self.armed:
+            self.armed = False
+            del self._logs[topic]  # a new log: a new epoch, ids from 1
+            await self.publish(topic, "x1")
+            await self.publish(topic, "x2")
+        return await super().recent(topic, count, keep)
+
+
+async def test_new_epoch_while_reading_the_backlog_sends_nothing_twice() -> None:
+    backend = StartsOver()
+    served = await serve_hub(Hub(backend))
+    try:
+        first = await served.client("room")
+        await served.hub.publish("room", "old")
+        assert await first.entries(1) == [(1, "old")]
+        backend.armed = True
+        second = await served.client("room", h=10)
+        await served.hub.publish("room", "x3")
+        # The backlog is already in the new epoch: no reset, no entry twice.
+        assert await second.entries(3) == [(1, "x1"), (2, "x2"), (3, "x3")]
+        # The live subscriber is told the ids start over, then gets them once.
+        reset = await first.recv()
+        assert reset["type"] == "resync" and reset["last_id"] == 0, reset
+        assert await first.entries(3) == [(1, "x1"), (2, "x2"), (3, "x3")]
+    finally:
+        served.server.close()
+        await within(served.server.wait_closed(), 10)
+        await within(served.hub.aclose(), 10)
+
+
+@pytest.mark.parametrize("ttl", [0, -1.0, float("inf"), float("nan"), "15"])
+def test_presence_ttl_must_be_positive(ttl: Any) -> None:
+    with pytest.raises(ValueError, match="presence_ttl must be > 0 seconds"):
+        Hub(MemoryBackend(), presence_ttl=ttl)

@@ -64,6 +64,9 @@ class Hub:
         reset: the frame saying ids start over or were missed (:func:`default_reset`).
         presence_ttl: seconds a presence entry lives unless refreshed; this
             process refreshes its own every third of that.
+
+    Raises:
+        ValueError: ``presence_ttl`` isn't a positive number of seconds.
     """
 
     def __init__(
@@ -77,14 +80,16 @@ class Hub:
         self.backend = backend if backend is not None else MemoryBackend()
         self.render = render
         self.reset = reset
+        if not (isinstance(presence_ttl, (int, float)) and 0 < presence_ttl < float("inf")):
+            raise ValueError(f"presence_ttl must be > 0 seconds, got {presence_ttl!r}")
         self.presence_ttl = presence_ttl
         #: Called with True or False when the backend becomes (un)available.
         self.on_status: list[Callable[[bool], None]] = []
         #: Called with (topic, key, value) for each presence entry that
         #: expired (its process stopped refreshing it); one process hears of each.
         self.on_expired: list[Callable[[str, str, str], None]] = []
-        #: Called with each connection broadcast() closed (or skipped) for
-        #: being too slow: its room needn't wait for the closing handshake.
+        #: Called with each connection broadcast() closed for being too slow
+        #: (not those it skipped): its room needn't wait for the closing handshake.
         self.on_drop: list[Callable[[Connection], None]] = []
         self._topics: dict[str, _Topic] = {}
         self._present: dict[tuple[str, str], str] = {}
@@ -213,9 +218,12 @@ class Hub:
         floor = backlog.last_id
         current = backlog.epoch
         for entry_epoch, entry_id, frame in state.pending.pop(connection, []):
-            if entry_id == 0:  # a reset after we read the backlog
-                self._send((connection,), frame)
-                current, floor = entry_epoch, 0
+            if entry_id == 0:  # a reset while we read the backlog
+                if entry_epoch != current:
+                    self._send((connection,), frame)
+                    current, floor = entry_epoch, 0
+                # Else the backlog was read in that new epoch already: telling
+                # this subscriber ids start over would make it take them twice.
             elif entry_epoch == current and entry_id <= floor:
                 continue  # in the backlog already
             else:
