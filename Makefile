@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest conformance conformance-client install clean bench
+.PHONY: run test lint typecheck pytest conformance conformance-client install clean bench fuzz
 
 $(STAMP): pyproject.toml setup.py src/ripple/_speedups.c
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,8 +22,8 @@ run: $(STAMP)
 test: lint typecheck pytest
 
 lint: $(STAMP)
-	$(PY) -m ruff check src tests examples conformance bench
-	$(PY) -m ruff format --check src tests examples conformance bench
+	$(PY) -m ruff check src tests examples conformance bench fuzz
+	$(PY) -m ruff format --check src tests examples conformance bench fuzz
 
 typecheck: $(STAMP)
 	$(PY) -m mypy --strict src
@@ -48,6 +48,12 @@ bench: $(STAMP)
 	$(PY) -c "import uvloop, picows, matplotlib, websockets, aiohttp" 2>/dev/null \
 		|| $(PY) -m pip install --quiet -e '.[test,dev,bench]'
 	$(PY) bench/run.py $(BENCH_ARGS)
+
+## make fuzz: atheris on the frame, HTTP and extension-header parsers, FUZZ_SECONDS (60)
+## per target, RSS capped at 512 MB; crash inputs land in fuzz/crashes/ (not part of make test)
+fuzz: $(STAMP)
+	$(PY) -c "import atheris" 2>/dev/null || $(PY) -m pip install --quiet -e '.[fuzz]'
+	$(PY) fuzz/run.py --seconds $(or $(FUZZ_SECONDS),60)
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info src/ripple/*.so

@@ -25,7 +25,7 @@ from .exceptions import ConnectionClosed, InvalidHandshake, NegotiationError, Se
 from .opening import Opening
 from .protocol.deflate import server_default, with_deflate
 from .protocol.extensions import Extension, ServerExtensionFactory
-from .protocol.handshake import HandshakeRejected, reject, server_accept
+from .protocol.handshake import HandshakeRejected, printable, reject, server_accept
 from .protocol.headers import Headers, HeadersLike
 from .protocol.http11 import Request, Response, parse_request
 from .protocol.state import OPEN, SERVER, Protocol
@@ -179,7 +179,7 @@ class ServerConnection(Connection):
         self._task = self.loop.create_task(self._run(request))
 
     def _refuse(self, response: Response, exc: Exception) -> None:
-        self.logger.debug("handshake refused: %s", exc)
+        self.logger.debug("handshake refused: %s", printable(str(exc)))
         self._add_headers(response)
         self._send_refusal(response)
 
@@ -357,7 +357,7 @@ class ServerConnection(Connection):
             self.logger.debug("handshake refused: %s", exc)
             return exc.response, None
         except NegotiationError as exc:
-            self.logger.debug("handshake refused: %s", exc)
+            self.logger.debug("handshake refused: %s", printable(str(exc)))
             return reject(400, str(exc)), None
         if not server._reserve(self):
             self.logger.debug(

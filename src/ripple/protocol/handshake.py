@@ -38,11 +38,25 @@ __all__ = [
     "check_response",
     "generate_key",
     "parse_token_list",
+    "printable",
     "server_accept",
 ]
 
 # §1.3: the GUID concatenated to the key before hashing.
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+
+def printable(text: str) -> str:
+    """`text` with every non-printable character escaped (``\\x85``, ``\\u2028``).
+
+    Refusals quote what the client sent (an Origin, a version); header values
+    may hold latin-1 C1 controls such as NEL (a line break to many log
+    readers) or CSI (a terminal escape). Escaped, a client can't forge log
+    lines or drive the terminal of whoever reads the log.
+    """
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
 
 
 class HandshakeRejected(InvalidHandshake):
@@ -54,12 +68,13 @@ class HandshakeRejected(InvalidHandshake):
 
     def __init__(self, response: Response, message: str) -> None:
         self.response = response
-        super().__init__(message)
+        super().__init__(printable(message))
 
 
 def reject(status: int, message: str, headers: Sequence[tuple[str, str]] = ()) -> Response:
-    """A plain-text error response whose body says what was wrong."""
-    body = (message + "\n").encode()
+    """A plain-text error response whose body says what was wrong (one line,
+    control characters escaped)."""
+    body = (printable(message) + "\n").encode()
     hdrs = Headers(headers)
     hdrs["Content-Type"] = "text/plain; charset=utf-8"
     hdrs["Content-Length"] = str(len(body))
