@@ -42,6 +42,7 @@ import sys
 import tempfile
 import time
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -89,6 +90,38 @@ def vm_rss_kib() -> int:
     raise RuntimeError("no VmRSS in /proc/self/status")
 
 
+def out(line: str) -> None:
+    """One line of the control protocol on stdout."""
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+def serve_stdin(command: Callable[[list[str]], None]) -> asyncio.Future[None]:
+    """The servers' control channel (this script's and bench/servers/'s): call
+    ``command(words)`` for each non-empty line read from stdin, on the running
+    loop; the future returned completes when stdin closes."""
+    loop = asyncio.get_running_loop()
+    stop: asyncio.Future[None] = loop.create_future()
+    buf = bytearray()
+
+    def readable() -> None:
+        data = os.read(0, 4096)
+        if not data:
+            loop.remove_reader(0)
+            if not stop.done():
+                stop.set_result(None)
+            return
+        buf.extend(data)
+        while b"\n" in buf:
+            line, _, rest = bytes(buf).partition(b"\n")
+            buf[:] = rest
+            if line.strip():
+                command(line.decode().split())
+
+    loop.add_reader(0, readable)
+    return stop
+
+
 def serve_main(library: str, compression: bool, echo: bool, trace: int) -> None:
     if trace:
         import tracemalloc
@@ -119,14 +152,7 @@ def serve_main(library: str, compression: bool, echo: bool, trace: int) -> None:
         finally:
             active -= 1
 
-    def out(line: str) -> None:
-        sys.stdout.write(line + "\n")
-        sys.stdout.flush()
-
     async def main() -> None:
-        loop = asyncio.get_running_loop()
-        stop = loop.create_future()
-        buf = bytearray()
         snapshot: Any = None
 
         def command(cmd: list[str]) -> None:
@@ -158,20 +184,6 @@ def serve_main(library: str, compression: bool, echo: bool, trace: int) -> None:
                     )
                 out("end")
 
-        def readable() -> None:
-            data = os.read(0, 4096)
-            if not data:
-                loop.remove_reader(0)
-                if not stop.done():
-                    stop.set_result(None)
-                return
-            buf.extend(data)
-            while b"\n" in buf:
-                line, _, rest = bytes(buf).partition(b"\n")
-                buf[:] = rest
-                if line.strip():
-                    command(line.decode().split())
-
         kwargs: dict[str, Any] = {
             "ping_interval": None,
             "compression": "deflate" if compression else None,
@@ -179,7 +191,7 @@ def serve_main(library: str, compression: bool, echo: bool, trace: int) -> None:
         }
         async with serve(handler, HOST, 0, **kwargs) as server:
             port = next(iter(server.sockets)).getsockname()[1]
-            loop.add_reader(0, readable)
+            stop = serve_stdin(command)
             out(f"port {port}")
             await stop
 

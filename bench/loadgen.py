@@ -210,17 +210,26 @@ class Counter:
 
 
 class EchoConn(Conn):
-    """Keeps one message in flight: each echo received sends the next."""
+    """Keeps ``inflight`` messages in flight (one by default): each echo
+    received sends the next."""
 
-    def __init__(self, request: bytes, expected: Expected, message: bytes, counter: Counter):
+    def __init__(
+        self,
+        request: bytes,
+        expected: Expected,
+        message: bytes,
+        counter: Counter,
+        inflight: int = 1,
+    ):
         super().__init__(request, expected)
         self.message = message
         self.counter = counter
+        self.inflight = inflight
         self.sent = 0
 
     def start(self) -> None:
-        self.sent += 1
-        self.transport.write(self.message)
+        self.sent += self.inflight
+        self.transport.write(self.message * self.inflight)
 
     def received(self, count: int) -> None:
         self.frames += count
@@ -426,7 +435,7 @@ async def measure_echo(server: Server, args: argparse.Namespace) -> dict[str, An
     counter = Counter()
     request = handshake_request("/echo", server.port)
     conns = await connect_all(
-        [lambda: EchoConn(request, expected, message, counter)] * args.clients,
+        [lambda: EchoConn(request, expected, message, counter, args.inflight)] * args.clients,
         server.port,
         500,
         args.timeout,
@@ -615,6 +624,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--clients", type=int, default=1)
     parser.add_argument("--size", type=int, default=32, help="payload bytes")
     parser.add_argument("--binary", action="store_true")
+    parser.add_argument(
+        "--inflight", type=int, default=1, help="echo: messages each client keeps in flight"
+    )
     parser.add_argument("--messages", type=int, default=50, help="broadcast: K")
     parser.add_argument("--concurrency", type=int, default=16, help="handshake workers")
     parser.add_argument("--warmup", type=float, default=0.2, help="seconds")

@@ -36,7 +36,12 @@ import gc
 import os
 import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # bench/: idle_memory
+
+from idle_memory import out, serve_stdin, vm_rss_kib  # the one control channel
 
 SCENARIOS = ("echo", "idle", "broadcast")
 STRATEGIES = ("await", "gather", "task", "broadcast")
@@ -60,17 +65,7 @@ def parse_args(library: str) -> argparse.Namespace:
     return args
 
 
-def vm_rss_kib() -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise RuntimeError("no VmRSS in /proc/self/status")
-
-
-def out(line: str) -> None:
-    sys.stdout.write(line + "\n")
-    sys.stdout.flush()
+__all__ = ["Control", "Fanout", "out", "parse_args", "run", "vm_rss_kib"]
 
 
 class Control:
@@ -81,33 +76,17 @@ class Control:
 
     async def run(self, port: int, **info: Any) -> None:
         """Announce ``port``, answer commands until stdin closes."""
-        loop = asyncio.get_running_loop()
-        stop: asyncio.Future[None] = loop.create_future()
-        buf = bytearray()
 
-        def readable() -> None:
-            data = os.read(0, 4096)
-            if not data:
-                loop.remove_reader(0)
-                if not stop.done():
-                    stop.set_result(None)
-                return
-            buf.extend(data)
-            while b"\n" in buf:
-                line, _, rest = bytes(buf).partition(b"\n")
-                buf[:] = rest
-                cmd = line.decode().split()
-                if not cmd:
-                    continue
-                if cmd[0] == "rss":
-                    gc.collect()
-                    out(f"rss {vm_rss_kib()} {self.active}")
-                elif cmd[0] == "active":
-                    out(f"active {self.active}")
-                else:
-                    out(f"error unknown command {cmd[0]!r}")
+        def command(cmd: list[str]) -> None:
+            if cmd[0] == "rss":
+                gc.collect()
+                out(f"rss {vm_rss_kib()} {self.active}")
+            elif cmd[0] == "active":
+                out(f"active {self.active}")
+            else:
+                out(f"error unknown command {cmd[0]!r}")
 
-        loop.add_reader(0, readable)
+        stop = serve_stdin(command)
         words = " ".join(f"{k}={v}" for k, v in info.items())
         out(f"port {port} {words}".rstrip())
         await stop

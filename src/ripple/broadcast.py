@@ -7,7 +7,6 @@ a connection over it is closed with 1013 or skipped (``broadcast_overflow``).
 
 from __future__ import annotations
 
-import asyncio
 import enum
 import logging
 import sys
@@ -179,13 +178,21 @@ def broadcast(
     sending a fragmented message (their frames can't interleave). Nothing
     waits for slow clients: use it for fan-out.
 
+    Small frames are queued until the end of the current event loop
+    iteration (up to 64 KiB per connection; larger ones are written at once)
+    and each connection's queue goes out in one write: several broadcasts in
+    a row cost one send per connection. Anything else sent on a connection
+    meanwhile (``send()``, ``close()``, a ping) goes out after them, in call
+    order.
+
     A connection whose write buffer holds more than its broadcast limit
     (``serve(broadcast_limit=...)``; for client connections, the default:
     :func:`default_broadcast_limit`) doesn't get the message: under
     ``broadcast_overflow="close"`` (the default, and always for client
     connections) it is closed with 1013, under ``"skip"`` only this message
-    is skipped. So a buffer never holds more than the limit plus one message
-    (and a close frame) because of broadcast(). The server's
+    is skipped. The frames queued in this iteration count as buffered. So a
+    buffer never holds more than the limit plus one message (and a close
+    frame) because of broadcast(). The server's
     ``broadcast_stats`` and the connection's ``broadcast_skipped`` count them.
 
     Args:
@@ -234,9 +241,10 @@ def broadcast(
         else:
             limit = server.broadcast_limit
         if limit is not None:
-            buffered = transport.get_write_buffer_size()
+            # Frames queued in this loop iteration count: they are buffered too.
+            buffered = transport.get_write_buffer_size() + connection._pending_size
             if buffered > limit:
-                closed = _overflow(connection, p, transport, buffered, limit, server)
+                closed = _overflow(connection, p, buffered, limit, server)
                 if raise_exceptions:
                     errors.append(BroadcastOverflow(connection, buffered, limit, closed))
                 elif debug and not closed:
@@ -269,7 +277,9 @@ def broadcast(
                 )
         else:
             data = _own_frame(p, opcode, message, payload)
-        transport.write(data)
+        # Queued, not written: a burst of broadcasts in one loop iteration
+        # reaches each connection in one write (one syscall, not one per message).
+        connection._queue_write(data)
     if errors:
         raise _ExceptionGroup("broadcast failed for some connections", errors)
 
@@ -277,7 +287,6 @@ def broadcast(
 def _overflow(
     connection: Connection,
     p: Protocol,
-    transport: asyncio.Transport,
     buffered: int,
     limit: int,
     server: Any,
@@ -301,7 +310,7 @@ def _overflow(
     # buffered, then the transport flushes and closes, and is dropped after
     # close_timeout if it can't. Nothing here waits, and as the connection
     # isn't open anymore, later messages aren't written to it.
-    transport.write(p.send_close(OVERFLOW_CODE, OVERFLOW_REASON))
+    connection._write(p.send_close(OVERFLOW_CODE, OVERFLOW_REASON))  # after queued frames
     connection._close_transport()
     return True
 

@@ -8,6 +8,11 @@ This is the hot path. The rules it follows (see DESIGN.md):
 - ``send()`` encodes and writes at once; it suspends only while the transport
   has paused writing (its buffer is above ``write_limit``).
 - keepalive uses ``loop.call_later`` timers, not a task per connection.
+- ``broadcast()`` doesn't write at once: it queues its frames on each
+  connection, and one callback per loop iteration writes each connection's
+  queued frames with one ``transport.write`` (a burst of K broadcasts costs
+  one send syscall per connection, not K). Every other write first writes
+  what is queued, so bytes go out in the order they were sent.
 """
 
 from __future__ import annotations
@@ -70,6 +75,58 @@ def check_options(
         raise ValueError("ping_interval must be > 0; pass None to disable keepalive")
 
 
+# Binary messages at least this large are written without copying them into
+# the frame (header and payload as two buffers): below it, a copy is cheaper
+# than a second buffer.
+_NO_COPY_SIZE = 2**16
+
+# Broadcast frames are queued per connection up to this many bytes; a larger
+# frame, or one that would make the queue larger, is written at once (after
+# what is queued): a write this big amortises its syscall already.
+_COALESCE_MAX = 2**16
+
+# Connections with broadcast frames queued, per event loop, and the one
+# callback per loop iteration that writes them (see Connection._queue_write).
+_dirty: dict[asyncio.AbstractEventLoop, list[Connection]] = {}
+
+
+def _new_dirty(loop: asyncio.AbstractEventLoop) -> list[Connection]:
+    # Once per loop iteration with broadcasts, not per frame. A loop closed
+    # before its callback ran leaves its list here: drop those first.
+    for other in [lp for lp in _dirty if lp.is_closed()]:
+        del _dirty[other]
+    dirty: list[Connection] = []
+    _dirty[loop] = dirty
+    loop.call_soon(_flush_dirty, loop)
+    return dirty
+
+
+def _flush_dirty(loop: asyncio.AbstractEventLoop) -> None:
+    conns = _dirty.pop(loop, None)
+    if not conns:
+        return
+    last: list[bytes] | None = None
+    joined = b""
+    for conn in conns:
+        pending = conn._pending
+        if pending is None:
+            continue  # written by a direct write meanwhile
+        conn._pending = None
+        conn._pending_size = 0
+        transport = conn.transport
+        if transport is None or transport.is_closing():
+            continue
+        if len(pending) == 1:
+            transport.write(pending[0])
+            continue
+        # Broadcast frames are shared: most connections queued the very same
+        # objects, so join them once (list == compares identities first).
+        if pending != last:
+            joined = b"".join(pending)
+            last = pending
+        transport.write(joined)
+
+
 class Connection(asyncio.Protocol):
     """A WebSocket connection, either side. See :class:`ServerConnection`
     and :class:`ClientConnection` for the handshakes.
@@ -98,6 +155,8 @@ class Connection(asyncio.Protocol):
         "_ka_data",
         "_ka_handle",
         "_lost",
+        "_pending",
+        "_pending_size",
         "_pings",
         "_qbytes",
         "_queue",
@@ -178,6 +237,10 @@ class Connection(asyncio.Protocol):
         self._rx_seen = False
         self._close_handle: asyncio.TimerHandle | None = None
         self._lost = self.loop.create_future()
+        # Broadcast frames waiting for the end of this loop iteration (None:
+        # nothing queued; a list only while there is).
+        self._pending: list[bytes] | None = None
+        self._pending_size = 0
 
     # -- properties ---------------------------------------------------------
 
@@ -289,7 +352,10 @@ class Connection(asyncio.Protocol):
                 self._arm_close_timer(self._fail_pending)
             else:
                 p.fail(p.pending_failure)
-        for chunk in p.data_to_send():
+        out = p.data_to_send()
+        if out and self._pending is not None:
+            self._flush_pending()  # queued broadcasts came first
+        for chunk in out:
             transport.write(chunk)
         if p.failed is not None and self._close_handle is None:
             self.logger.debug("protocol error: %s", p.failed)
@@ -315,6 +381,8 @@ class Connection(asyncio.Protocol):
             if handle is not None:
                 handle.cancel()
         self._ka_handle = None
+        self._pending = None  # nobody to write them to
+        self._pending_size = 0
         if not self._lost.done():
             self._lost.set_result(None)
         self._wake_waiters()
@@ -479,6 +547,20 @@ class Connection(asyncio.Protocol):
         t = type(message)
         if t is str:
             data = p.send_text(message)  # type: ignore[arg-type]
+        elif t is bytes and len(message) >= _NO_COPY_SIZE:  # type: ignore[arg-type]
+            head = p.send_binary_head(len(message))  # type: ignore[arg-type]
+            if head is not None:
+                # Large and immutable: header and payload as two buffers (one
+                # writev on uvloop and Python 3.12+), not a copy of the payload.
+                transport = self.transport
+                assert transport is not None
+                if self._pending is not None:
+                    self._flush_pending()
+                transport.writelines((head, message))  # type: ignore[arg-type]
+                if self._writing_paused:
+                    await self._drain()
+                return
+            data = p.send_binary(message)  # type: ignore[arg-type]
         elif t is bytes or isinstance(message, (bytes, bytearray, memoryview)):
             data = p.send_binary(message)  # type: ignore[arg-type]
         elif isinstance(message, str):
@@ -496,8 +578,11 @@ class Connection(asyncio.Protocol):
             raise TypeError(
                 f"message must be str, bytes, or an iterable of them, not {t.__name__}"
             )
-        assert self.transport is not None
-        self.transport.write(data)
+        transport = self.transport
+        assert transport is not None
+        if self._pending is not None:
+            self._flush_pending()  # broadcasts queued before this send go first
+        transport.write(data)
         if self._writing_paused:
             await self._drain()
 
@@ -566,9 +651,65 @@ class Connection(asyncio.Protocol):
         else:
             payload = item.encode() if isinstance(item, str) else bytes(item)
             data = p.send_continuation(payload, fin)
-        self.transport.write(data)
+        self._write(data)
         if self._writing_paused:
             await self._drain()
+
+    # -- writing: direct, or queued until the end of the loop iteration -----
+
+    def _write(self, data: bytes) -> None:
+        """Write now, after the broadcast frames still queued (call order = wire order)."""
+        transport = self.transport
+        assert transport is not None
+        if self._pending is not None:
+            self._flush_pending()
+        transport.write(data)
+
+    def _queue_write(self, data: bytes) -> None:
+        """Queue a frame to be written at the end of this loop iteration, with
+        every other frame queued for this connection until then (broadcast).
+
+        Up to _COALESCE_MAX bytes: past that, one write is big enough to be
+        worth its syscall, and the kernel takes it now instead of holding it here.
+        """
+        size = len(data)
+        pending = self._pending
+        if pending is not None:
+            if self._pending_size + size <= _COALESCE_MAX:
+                pending.append(data)
+                self._pending_size += size
+                return
+            self._flush_pending()
+        if size >= _COALESCE_MAX:
+            transport = self.transport
+            assert transport is not None
+            transport.write(data)
+            return
+        self._pending = [data]
+        self._pending_size = size
+        loop = self.loop
+        dirty = _dirty.get(loop)
+        if dirty is None:
+            dirty = _new_dirty(loop)
+        dirty.append(self)
+
+    def _flush_pending(self) -> None:
+        pending = self._pending
+        if pending is None:
+            return
+        self._pending = None
+        self._pending_size = 0
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return  # closed meanwhile (not by us: our close frame flushes first)
+        transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
+
+    def _buffered(self) -> int:
+        """Bytes written or queued for this connection but not yet handed to the
+        kernel: the transport's write buffer plus queued broadcast frames."""
+        transport = self.transport
+        size = 0 if transport is None else transport.get_write_buffer_size()
+        return size + self._pending_size
 
     async def ping(self, data: Data | None = None) -> asyncio.Future[float]:
         """Send a ping.
@@ -601,8 +742,7 @@ class Connection(asyncio.Protocol):
         frame = p.send_ping(data)
         fut: asyncio.Future[float] = self.loop.create_future()
         self._pings[data] = (fut, self.loop.time())
-        assert self.transport is not None
-        self.transport.write(frame)
+        self._write(frame)
         return fut
 
     async def pong(self, data: Data = b"") -> None:
@@ -615,8 +755,7 @@ class Connection(asyncio.Protocol):
         if p is None or p.state is not OPEN:
             raise self._closed_exc()
         payload = data.encode() if isinstance(data, str) else bytes(data)
-        assert self.transport is not None
-        self.transport.write(p.send_pong(payload))
+        self._write(p.send_pong(payload))
 
     def _pong(self, data: bytes) -> None:
         pings = self._pings
@@ -648,7 +787,7 @@ class Connection(asyncio.Protocol):
         self._pings[data] = (None, self.loop.time())
         self._ka_data = data
         self._rx_seen = False
-        self.transport.write(p.send_ping(data))
+        self._write(p.send_ping(data))
         if self.ping_timeout is not None:
             self._ka_handle = self.loop.call_later(self.ping_timeout, self._ka_timeout)
 
@@ -746,7 +885,7 @@ class Connection(asyncio.Protocol):
         """Send our close frame; close TCP (server) or wait for the peer's close."""
         data = p.send_close(code, reason)
         if data and self.transport is not None and not self._lost.done():
-            self.transport.write(data)
+            self._write(data)  # after queued broadcasts: nothing may follow a close frame
         if self._reading_paused and self.transport is not None and not self._lost.done():
             # The peer's close frame is behind what we haven't read: read on,
             # or the closing handshake can only time out.

@@ -1320,3 +1320,58 @@ def test_send_then_receive(sender_side: Side, messages: list[str | bytes]) -> No
     )
     assert feed(receiver, split(wire, [7])) == messages
     assert receiver.failed is None
+
+
+# -- large frames arriving in several reads ----------------------------------
+
+
+@pytest.mark.parametrize("side", SIDES)
+@pytest.mark.parametrize("sizes", [[65536], [100, 70000, 3], [262144], [1, 2, 65533, 9999]])
+def test_large_binary_frames_across_reads(side: Side, sizes: list[int]) -> None:
+    # Frames over 64 KiB are collected read by read and joined once whole;
+    # what follows them in the last read (more frames, a ping) still counts.
+    proto = Protocol(side, max_size=None)
+    big = bytes(range(256)) * 1200  # 307,200 bytes: a 64-bit length
+    mid = bytes(i * 7 % 256 for i in range(65535))  # the largest 16-bit length
+    wire = (
+        peer_frame(side, OP_TEXT, b"before")
+        + peer_frame(side, OP_BINARY, big)
+        + peer_frame(side, OP_BINARY, mid)
+        + peer_frame(side, OP_PING, b"p")
+        + peer_frame(side, OP_BINARY, mid[:1000], fin=False)
+        + peer_frame(side, OP_CONT, big, fin=True)
+        + peer_frame(side, OP_TEXT, b"after")
+    )
+    events = feed(proto, split(wire, sizes))
+    assert norm(events) == ["before", big, mid, ("ping", b"p"), mid[:1000] + big, "after"]
+    assert_ok(proto)
+    assert proto._chunks is None and not proto._buf
+
+
+@pytest.mark.parametrize("side", SIDES)
+def test_large_text_frame_across_reads_still_fails_fast(side: Side) -> None:
+    # Text isn't collected blindly: invalid UTF-8 fails before the frame is whole.
+    proto = Protocol(side, max_size=None)
+    wire = peer_frame(side, OP_TEXT, b"a" * 1000 + b"\xff" + b"a" * 100000)
+    proto.receive_data(wire[:5000])
+    assert_failed(proto, InvalidUTF8, 1007)
+
+
+@pytest.mark.parametrize("side", SIDES)
+def test_large_frame_over_max_size_rejected_before_collecting(side: Side) -> None:
+    proto = Protocol(side, max_size=100000)
+    wire = peer_frame(side, OP_BINARY, b"x" * 100001)
+    proto.receive_data(wire[:20])
+    assert_failed(proto, PayloadTooBig, 1009)
+    assert proto._chunks is None
+
+
+@pytest.mark.parametrize("side", SIDES)
+def test_eof_inside_a_large_frame(side: Side) -> None:
+    proto = Protocol(side, max_size=None)
+    wire = peer_frame(side, OP_BINARY, b"x" * 100000)
+    assert proto.receive_data(wire[:70000]) == []
+    assert proto._chunks is not None
+    proto.receive_eof()
+    assert proto._chunks is None
+    assert proto.receive_data(wire[70000:]) == []

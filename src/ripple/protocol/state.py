@@ -35,6 +35,8 @@ from .frames import (
     OP_PING,
     OP_PONG,
     OP_TEXT,
+    PACK_4,
+    PACK_10,
     UNPACK_H,
     UNPACK_Q,
     Close,
@@ -93,6 +95,12 @@ class Pong:
 Event = Union[str, bytes, Ping, Pong]
 
 
+# Frames at least this large (header included) that arrive in several reads
+# are collected as a list of reads and joined once whole: appending each read
+# to the bytearray buffer copies it again every time the buffer grows.
+_CHUNKED: Final = 2**16
+
+
 def _rotate(key: bytes, offset: int) -> bytes:
     # Masking restarts at payload offset 0; a chunk starting at `offset`
     # needs the key rotated by offset % 4.
@@ -130,6 +138,7 @@ class Protocol:
 
     __slots__ = (
         "_buf",
+        "_chunks",
         "_decoder",
         "_discard",
         "_ext_rsv",
@@ -144,6 +153,7 @@ class Protocol:
         "_out",
         "_part_done",
         "_send_frag_op",
+        "_want",
         "close_rcvd",
         "close_rcvd_then_sent",
         "close_sent",
@@ -201,6 +211,11 @@ class Protocol:
         #: The protocol error that failed the connection, if any.
         self.failed: ProtocolError | None = None
         self._buf = bytearray()
+        # A large binary frame arriving in several reads: its chunks so far
+        # (joined once it is whole, instead of growing _buf read by read)
+        # and the bytes still missing.
+        self._chunks: list[bytes] | None = None
+        self._want = 0
         self._out: list[bytes] = []
         self._discard = False
         # Message being received in fragments: opcode (0 = none), parts, size.
@@ -222,6 +237,17 @@ class Protocol:
         if self._discard:
             # §5.5.1: after a close frame, data is ignored.
             return events
+        chunks = self._chunks
+        if chunks is not None:
+            # The rest of a large frame: no parsing, no copy until it's whole.
+            chunks.append(data)
+            want = self._want - len(data)
+            if want > 0:
+                self._want = want
+                return events
+            self._chunks = None
+            self._want = 0
+            data = b"".join(chunks)  # one copy of the whole frame
         buf = self._buf
         if buf:
             buf += data
@@ -236,6 +262,7 @@ class Protocol:
         fast = self._fast and not self._part_done
         mask_bit = self._mask_bit_in
         head = self._head_in
+        want = 0  # > 0: a large binary frame is incomplete, this much is missing
         try:
             while end - pos >= 2:
                 b0 = view[pos]
@@ -327,6 +354,10 @@ class Protocol:
                         and (opcode == OP_TEXT or (opcode == OP_CONT and self._frag_op == OP_TEXT))
                     ):
                         self._validate_partial(view, hdr, end, key if masked_side else b"")
+                    elif fend - pos >= _CHUNKED and opcode != OP_TEXT and self._frag_op != OP_TEXT:
+                        # Large binary frame: collect the reads to come in a list
+                        # (text frames are validated as they arrive instead).
+                        want = fend - end
                     break
                 if masked_side:
                     payload = unmask_frame(view, hdr - 4, length)
@@ -357,6 +388,7 @@ class Protocol:
                         break
         except ProtocolError as exc:
             self._buf = bytearray()
+            self._chunks = None
             if self.defer_failure:
                 # Messages that came before the error are delivered first; the
                 # error follows them, as it did on the wire.
@@ -367,6 +399,11 @@ class Protocol:
             return events
         if self._discard:
             self._buf = bytearray()
+        elif want:
+            self._chunks = [data if view is data and not pos else bytes(memoryview(view)[pos:])]
+            self._want = want
+            if buf:
+                self._buf = bytearray()
         elif buf:
             del buf[:pos]
         elif pos < end:
@@ -472,6 +509,7 @@ class Protocol:
         self.state = CLOSED
         self._discard = True
         self._buf = bytearray()
+        self._chunks = None
 
     def fail(self, exc: ProtocolError) -> None:
         """Fail the connection (§7.1.7): send a close frame, then close TCP.
@@ -539,6 +577,19 @@ class Protocol:
         if self.state is OPEN and not self._send_frag_op and not self.extensions and fin:
             return encode_frame(OP_BINARY, data, True, 0, self.mask)
         return self._encode(self._check_send(OP_BINARY, fin), bytes(data), fin)
+
+    def send_binary_head(self, length: int) -> bytes | None:
+        """The header of a whole binary frame of ``length`` bytes (at least 126)
+        whose payload the caller writes right after it, as is: no copy of a
+        large payload into the frame. None when the frame can't be sent that
+        way (masked, extensions, a fragmented message being sent, not open):
+        use :meth:`send_binary`.
+        """
+        if self.state is not OPEN or self._send_frag_op or self.extensions or self.mask:
+            return None
+        if length < 65536:
+            return PACK_4(0x80 | OP_BINARY, 126, length)
+        return PACK_10(0x80 | OP_BINARY, 127, length)
 
     def send_continuation(self, data: bytes, fin: bool) -> bytes:
         """Encode the next frame of a message being sent in fragments."""
