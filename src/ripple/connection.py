@@ -21,9 +21,18 @@ import asyncio
 import collections
 import logging
 import os
+import struct
 import uuid
 from collections.abc import AsyncIterable, Callable, Iterable, Mapping
 from typing import Any, cast
+
+try:  # Linux: the bytes the kernel holds for the peer (sent, not yet acknowledged)
+    import fcntl
+    import termios
+
+    _OUTQ: int = termios.TIOCOUTQ
+except ImportError:  # pragma: no cover - not POSIX
+    _OUTQ = 0
 
 from .exceptions import (
     ConcurrencyError,
@@ -90,6 +99,25 @@ _COALESCE_MAX = 2**16
 _dirty: dict[asyncio.AbstractEventLoop, list[Connection]] = {}
 
 
+_INT = struct.Struct("i")
+
+
+def _unsent(transport: asyncio.Transport | None) -> int:
+    """Bytes written and not yet read by the peer's TCP stack that we can see:
+    the transport's buffer plus, on Linux, the socket's send queue (several
+    MB on loopback: keepalive must look through it to see a slow reader)."""
+    if transport is None:
+        return 0
+    size = transport.get_write_buffer_size()
+    sock = transport.get_extra_info("socket")
+    if sock is not None and _OUTQ:
+        try:
+            size += _INT.unpack(fcntl.ioctl(sock.fileno(), _OUTQ, b"\0\0\0\0"))[0]
+        except (OSError, ValueError):
+            pass  # not a TCP socket (a pipe in tests), or closed meanwhile
+    return size
+
+
 def _new_dirty(loop: asyncio.AbstractEventLoop) -> list[Connection]:
     # Once per loop iteration with broadcasts, not per frame. A loop closed
     # before its callback ran leaves its list here: drop those first.
@@ -154,6 +182,7 @@ class Connection(asyncio.Protocol):
         "_id",
         "_ka_data",
         "_ka_handle",
+        "_ka_wbuf",
         "_lost",
         "_pending",
         "_pending_size",
@@ -235,6 +264,7 @@ class Connection(asyncio.Protocol):
         self._ka_handle: asyncio.TimerHandle | None = None
         self._ka_data: bytes | None = None
         self._rx_seen = False
+        self._ka_wbuf = 0  # our write buffer's size when keepalive last looked
         self._close_handle: asyncio.TimerHandle | None = None
         self._lost = self.loop.create_future()
         # Broadcast frames waiting for the end of this loop iteration (None:
@@ -398,9 +428,22 @@ class Connection(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self._writing_paused = True
+        p = self.protocol
+        if p is not None:
+            p.hold_pongs()  # a ping flood from a peer that doesn't read stays bounded
 
     def resume_writing(self) -> None:
         self._writing_paused = False
+        # The peer read what we wrote: alive, as much as if it had sent data
+        # (keepalive: our ping may be stuck behind a burst it's draining).
+        self._rx_seen = True
+        p = self.protocol
+        if p is not None:
+            p.release_pongs()
+            transport = self.transport
+            if transport is not None and not transport.is_closing():
+                for chunk in p.data_to_send():
+                    self._write(chunk)
         waiters = self._drain_waiters
         self._drain_waiters = []
         for fut in waiters:
@@ -788,6 +831,7 @@ class Connection(asyncio.Protocol):
         self._ka_data = data
         self._rx_seen = False
         self._write(p.send_ping(data))
+        self._ka_wbuf = _unsent(self.transport)
         if self.ping_timeout is not None:
             self._ka_handle = self.loop.call_later(self.ping_timeout, self._ka_timeout)
 
@@ -803,10 +847,16 @@ class Connection(asyncio.Protocol):
         p = self.protocol
         if p is None or p.state is not OPEN:
             return  # closing already: close_timeout bounds that
-        if (self._rx_seen or self._reading_paused) and self.ping_timeout is not None:
+        # What we sent and it hasn't taken shrank: the peer is reading.
+        wbuf = _unsent(self.transport)
+        drained = wbuf < self._ka_wbuf
+        self._ka_wbuf = wbuf
+        if (self._rx_seen or drained or self._reading_paused) and self.ping_timeout is not None:
             # The rule: a peer is dead only after a whole ping_timeout in
-            # which nothing arrived while we were reading. Data arriving, or
-            # reading paused because the application is behind, means the
+            # which nothing arrived while we were reading and it read nothing
+            # we wrote. Data arriving, our write buffer draining (it shrank,
+            # or resume_writing),
+            # or reading paused because the application is behind, means the
             # pong may be queued behind a burst: wait another ping_timeout.
             self._rx_seen = False
             self._ka_handle = self.loop.call_later(self.ping_timeout, self._ka_timeout)

@@ -1375,3 +1375,60 @@ def test_eof_inside_a_large_frame(side: Side) -> None:
     proto.receive_eof()
     assert proto._chunks is None
     assert proto.receive_data(wire[70000:]) == []
+
+
+@pytest.mark.parametrize("side", [SERVER, CLIENT])
+def test_many_tiny_fragments_reassemble(side: Side) -> None:
+    # Over _MERGE_PARTS parts: the merged ones and the rest join in order;
+    # UTF-8 sequences split across fragments and empty fragments included.
+    proto = Protocol(side)
+    text = "é€a" * 400
+    raw = text.encode()
+    frames = [peer_frame(side, OP_TEXT, raw[:1], fin=False)]
+    for i in range(1, len(raw)):
+        frames.append(peer_frame(side, OP_CONT, raw[i : i + 1], fin=False))
+        if i % 7 == 0:
+            frames.append(peer_frame(side, OP_CONT, b"", fin=False))
+    frames.append(peer_frame(side, OP_CONT, b"", fin=True))
+    data = bytes(range(256)) * 3
+    frames.append(peer_frame(side, OP_BINARY, data[:1], fin=False))
+    frames += [peer_frame(side, OP_CONT, data[i : i + 1], fin=False) for i in range(1, len(data))]
+    frames.append(peer_frame(side, OP_CONT, b"", fin=True))
+    assert proto.receive_data(b"".join(frames)) == [text, data]
+    assert_ok(proto)
+
+
+def test_large_frame_kept_from_a_reused_bytearray(server: Protocol) -> None:
+    # A caller may reuse its buffer between calls: a large frame collected
+    # over several calls must not keep references to it.
+    payload = bytes(range(256)) * 512  # 128 KiB: the chunked path
+    frame = peer_frame(SERVER, OP_BINARY, payload)
+    buf = bytearray(frame[:70_000])
+    events = server.receive_data(buf)
+    buf[:] = b"\0" * len(buf)
+    rest = bytearray(frame[70_000:])
+    events += server.receive_data(rest)
+    assert events == [payload]
+
+
+def test_held_pongs_owe_only_the_latest(server: Protocol) -> None:
+    # §5.5.3: while writes are stalled, only the most recent ping is answered.
+    server.hold_pongs()
+    pings = b"".join(peer_frame(SERVER, OP_PING, b"p%d" % i) for i in range(100))
+    events = server.receive_data(pings)
+    assert [e.data for e in events if isinstance(e, Ping)] == [b"p%d" % i for i in range(100)]
+    assert server.data_to_send() == []
+    server.release_pongs()
+    assert server.data_to_send() == [b"\x8a\x03p99"]
+    server.release_pongs()  # nothing more owed
+    assert server.data_to_send() == []
+    server.receive_data(peer_frame(SERVER, OP_PING, b"x"))
+    assert server.data_to_send() == [b"\x8a\x01x"]  # answered at once again
+
+
+def test_no_held_pong_after_our_close(server: Protocol) -> None:
+    server.hold_pongs()
+    server.receive_data(peer_frame(SERVER, OP_PING, b"late"))
+    server.send_close(1000)
+    server.release_pongs()
+    assert b"\x8a" not in b"".join(server.data_to_send())

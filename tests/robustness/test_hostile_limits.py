@@ -163,18 +163,11 @@ async def _held_by_fragments(count: int, size: int, max_size: int) -> int:
     return int(held)
 
 
-FRAGMENTS_FIX = (
-    "state.py Protocol._frame appends every fragment's payload to _frag_parts, even "
-    "an empty one, and counts only payload bytes against max_size: each fragment "
-    "costs a list slot (8 B) plus, when not empty, a bytes/str object (~35 B), so "
-    "empty fragments grow memory without bound and 2-byte fragments hold ~20x "
-    "max_size. Fix: skip empty payloads and accumulate binary fragments in a "
-    "bytearray (text: join the decoded parts every few hundred fragments)."
-)
+# Empty fragments add nothing to the message being assembled, and tiny ones
+# are merged every few hundred (Protocol._frame): memory follows the payload.
 
 
 @linux_only
-@pytest.mark.xfail(strict=True, reason=FRAGMENTS_FIX)
 async def test_empty_fragments_hold_no_memory(record_property: Any) -> None:
     held = await _held_by_fragments(MILLION, 0, 2**20)
     report(record_property, "million_empty_fragments_held_kib", held // 1024)
@@ -182,7 +175,6 @@ async def test_empty_fragments_hold_no_memory(record_property: Any) -> None:
 
 
 @linux_only
-@pytest.mark.xfail(strict=True, reason=FRAGMENTS_FIX)
 async def test_tiny_fragments_hold_about_max_size(record_property: Any) -> None:
     max_size = 2**20
     held = await _held_by_fragments(max_size // 2 - 1000, 2, max_size)
@@ -269,17 +261,6 @@ async def test_ping_flood_gets_every_pong_and_spares_other_connections(
 
 
 @linux_only
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "connection.py writes every pong the protocol owes (data_received -> "
-        "_after_receive -> transport.write) even while writing is paused: a peer that "
-        "floods pings and never reads makes the server buffer its pongs without bound "
-        "(~1 byte per byte it sends). Fix: while writing is paused, keep only the "
-        "latest owed pong (RFC 6455 5.5.3 allows answering only the most recent ping) "
-        "and write it on resume_writing(); or pause reading while paused for writing."
-    ),
-)
 async def test_ping_flood_from_a_peer_that_never_reads_is_bounded(
     servers: Servers, record_property: Any
 ) -> None:

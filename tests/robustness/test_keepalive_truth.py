@@ -1,11 +1,12 @@
 """Keepalive that doesn't lie: a busy peer isn't declared dead.
 
 The rule (connection.py, ``_ka_timeout``): a peer is dead only after a whole
-``ping_timeout`` in which nothing arrived while we were reading. Data
-arriving, or our own reading paused because the application is behind,
-means the pong may be queued behind a burst: keepalive waits another
-``ping_timeout``. A peer that sends nothing at all is still found (see
-test_dead_peers.py).
+``ping_timeout`` in which nothing arrived while we were reading and it took
+nothing we sent. Data arriving, the bytes waiting for the peer shrinking (our
+buffer plus, on Linux, the socket's send queue), or our own reading paused
+because the application is behind, means the pong may be queued behind a
+burst: keepalive waits another ``ping_timeout``. A peer that sends nothing
+and reads nothing is still found (see test_dead_peers.py).
 """
 
 from __future__ import annotations
@@ -74,16 +75,6 @@ async def test_receiver_of_a_long_burst_is_not_closed_as_ping_timeout(
     report(record_property, "burst_seconds_vs_keepalive_window", round(elapsed / (2 * PING), 1))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "connection.py _ka_timeout counts only data *received* as a sign of life: a "
-        "server streaming to a client that drains slowly (its reading paused, so our "
-        "ping sits unread behind the burst) closes it with 1011 although bytes keep "
-        "leaving. Fix: also count write progress (the transport's write buffer "
-        "shrank, or resume_writing() was called, since the ping) as alive."
-    ),
-)
 async def test_sender_of_a_long_burst_keeps_a_slow_but_alive_receiver(
     servers: Servers,
 ) -> None:

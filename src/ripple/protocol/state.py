@@ -101,6 +101,11 @@ Event = Union[str, bytes, Ping, Pong]
 _CHUNKED: Final = 2**16
 
 
+# Tiny fragments each cost an object (~40 bytes of overhead for 2 bytes of
+# payload): once this many parts follow the last merged one, they are joined.
+_MERGE_PARTS: Final = 256
+
+
 def _rotate(key: bytes, offset: int) -> bytes:
     # Masking restarts at payload offset 0; a chunk starting at `offset`
     # needs the key rotated by offset % 4.
@@ -144,10 +149,12 @@ class Protocol:
         "_ext_rsv",
         "_ext_slack",
         "_fast",
+        "_frag_merged",
         "_frag_op",
         "_frag_parts",
         "_frag_size",
         "_head_in",
+        "_held_pong",
         "_mask_bit_in",
         "_masked_in",
         "_out",
@@ -217,10 +224,13 @@ class Protocol:
         self._chunks: list[bytes] | None = None
         self._want = 0
         self._out: list[bytes] = []
+        # While holding pongs (hold_pongs): the payload of the one owed, if any.
+        self._held_pong: list[bytes] | None = None
         self._discard = False
         # Message being received in fragments: opcode (0 = none), parts, size.
         self._frag_op = 0
         self._frag_parts: list[bytes] | list[str] = []
+        self._frag_merged = 0  # parts at the front already merged (see _frame)
         self._frag_size = 0
         self._decoder: codecs.IncrementalDecoder | None = None
         # Payload bytes of the incomplete text frame at the buffer's start
@@ -240,7 +250,8 @@ class Protocol:
         chunks = self._chunks
         if chunks is not None:
             # The rest of a large frame: no parsing, no copy until it's whole.
-            chunks.append(data)
+            # Kept until the frame is whole: a caller's bytearray may change.
+            chunks.append(data if type(data) is bytes else bytes(data))
             want = self._want - len(data)
             if want > 0:
                 self._want = want
@@ -400,7 +411,8 @@ class Protocol:
         if self._discard:
             self._buf = bytearray()
         elif want:
-            self._chunks = [data if view is data and not pos else bytes(memoryview(view)[pos:])]
+            whole = view is data and not pos and type(data) is bytes
+            self._chunks = [data if whole else bytes(memoryview(view)[pos:])]
             self._want = want
             if buf:
                 self._buf = bytearray()
@@ -450,6 +462,7 @@ class Protocol:
         if opcode != OP_CONT:
             self._frag_op = opcode
             self._frag_size = 0
+            self._frag_merged = 0
             if not done:  # else parts hold the text validated while incomplete
                 self._frag_parts = []
         size = self._frag_size + len(payload) + done
@@ -458,30 +471,47 @@ class Protocol:
                 f"message of {size} bytes exceeds max_size of {self.max_size} bytes"
             )
         self._frag_size = size
+        parts = self._frag_parts
         if self._frag_op == OP_TEXT:
             decoder = self._decoder
             if decoder is None:
                 decoder = self._decoder = _utf8_decoder()
             text = _decode(decoder, payload, fin)
-            self._frag_parts.append(text)  # type: ignore[arg-type]
+            if text:  # empty fragments hold nothing (a million of them cost no memory)
+                parts.append(text)  # type: ignore[arg-type]
             if fin:
-                events.append("".join(self._frag_parts))  # type: ignore[arg-type]
+                events.append("".join(parts))  # type: ignore[arg-type]
                 self._decoder = None
         else:
-            self._frag_parts.append(payload)  # type: ignore[arg-type]
+            if payload:
+                parts.append(payload)  # type: ignore[arg-type]
             if fin:
-                events.append(b"".join(self._frag_parts))  # type: ignore[arg-type]
+                events.append(b"".join(parts))  # type: ignore[arg-type]
         if fin:
             self._frag_op = 0
             self._frag_parts = []
             self._frag_size = 0
+            self._frag_merged = 0
+        elif len(parts) - self._frag_merged >= _MERGE_PARTS:
+            # n tiny fragments hold about n / _MERGE_PARTS objects, and each
+            # byte is copied once here (merged parts aren't merged again).
+            merged = self._frag_merged
+            tail = parts[merged:]
+            parts[merged:] = ["".join(tail) if type(tail[0]) is str else b"".join(tail)]  # type: ignore[arg-type,list-item]
+            self._frag_merged = merged + 1
 
     def _control(self, events: list[Event], opcode: int, payload: bytes) -> None:
         if opcode == OP_PING:
             # §5.5.2: answer with a pong carrying the same payload, unless we
             # already sent a close frame (nothing may follow it).
             if self.close_sent is None:
-                self._out.append(encode_frame(OP_PONG, payload, mask=self.mask))
+                held = self._held_pong
+                if held is None:
+                    self._out.append(encode_frame(OP_PONG, payload, mask=self.mask))
+                else:
+                    # §5.5.3: an endpoint may answer only the most recent
+                    # ping: while our writes are stalled, owe just that one.
+                    held[:] = [payload]
             events.append(Ping(payload))
         elif opcode == OP_PONG:
             # §5.5.3: unsolicited pongs are allowed; the I/O layer ignores
@@ -503,6 +533,22 @@ class Protocol:
             if self.side is SERVER:
                 # §7.1.1: the server closes the TCP connection first.
                 self.close_transport = True
+
+    def hold_pongs(self) -> None:
+        """Owe only the latest ping's pong until :meth:`release_pongs`.
+
+        The I/O layer calls it while the peer doesn't read what we write: a
+        peer flooding pings then can't make us buffer a pong for each.
+        """
+        if self._held_pong is None:
+            self._held_pong = []
+
+    def release_pongs(self) -> None:
+        """Stop holding pongs; the one owed, if any, is in :meth:`data_to_send`."""
+        held = self._held_pong
+        self._held_pong = None
+        if held and self.close_sent is None:
+            self._out.append(encode_frame(OP_PONG, held[0], mask=self.mask))
 
     def receive_eof(self) -> None:
         """The peer closed the TCP connection."""
