@@ -388,3 +388,33 @@ async def test_workers_need_redis_and_share_a_port(redis_url: str) -> None:
         await second.close()
     finally:
         assert await proc.stop() == 0
+
+
+async def test_a_burst_of_joins_on_redis_waits_for_connections(
+    redis_url: str, make_chat: MakeChat
+) -> None:
+    # Far more joins at once than Redis connections (32; redis-py's own pool
+    # used to raise past 100): each waits its turn, none is refused.
+    chat = await make_chat(ChatConfig(hub=redis_url, rate=0))
+    url = f"ws://127.0.0.1:{chat.port}/ws"
+
+    async def join(i: int) -> tuple[ripple.ClientConnection, dict[str, Any]]:
+        ws = await ripple.connect(url, max_queue=None)
+        await ws.send(json.dumps({"type": "join", "name": f"u{i}"}))
+        while True:
+            msg = json.loads(await ws.recv())
+            if msg["type"] in ("welcome", "error"):
+                return ws, msg
+
+    joined = await within(asyncio.gather(*(join(i) for i in range(250))), 60)
+    assert [m for _, m in joined if m["type"] != "welcome"] == []
+    first = joined[0][0]
+    await first.send(json.dumps({"type": "message", "text": "all here?"}))
+
+    async def hears(ws: ripple.ClientConnection) -> None:
+        while json.loads(await ws.recv()).get("text") != "all here?":
+            pass
+
+    await within(asyncio.gather(*(hears(ws) for ws, _ in joined)), 30)
+    assert chat.chat.room.available
+    await asyncio.gather(*(ws.close() for ws, _ in joined))

@@ -344,3 +344,9 @@ async def test_new_epoch_while_reading_the_backlog_sends_nothing_twice() -> None
 def test_presence_ttl_must_be_positive(ttl: Any) -> None:
     with pytest.raises(ValueError, match="presence_ttl must be > 0 seconds"):
         Hub(MemoryBackend(), presence_ttl=ttl)
+
+
+@pytest.mark.parametrize("bad", [0, -3, True, 2.5])
+def test_redis_max_connections_must_be_a_positive_int(bad: Any) -> None:
+    with pytest.raises(ValueError, match="max_connections must be an int >= 1"):
+        make_backend("redis://127.0.0.1:1/0", max_connections=bad)

@@ -109,6 +109,10 @@ def _id(stream_id: str) -> int:
     return int(stream_id.partition("-")[0])
 
 
+#: Seconds a command may wait for one of the pool's connections.
+POOL_WAIT = 30.0
+
+
 class RedisBackend(Backend):
     """Topics in Redis Streams.
 
@@ -119,6 +123,9 @@ class RedisBackend(Backend):
         block: seconds an ``XREAD`` blocks before it's sent again.
         timeout: seconds a command (other than the reader's) may take; a
             publish that fails or times out raises HubUnavailable.
+        max_connections: connections to Redis for commands (the reader has
+            its own); more commands at once wait for one, in turn (up to
+            ``POOL_WAIT`` seconds).
     """
 
     name = "redis"
@@ -131,12 +138,17 @@ class RedisBackend(Backend):
         prefix: str = "ripple",
         block: float = 1.0,
         timeout: float = 2.0,
+        max_connections: int = 32,
     ) -> None:
         super().__init__()
         if isinstance(maxlen, bool) or not isinstance(maxlen, int) or maxlen < 1:
             raise ValueError(f"maxlen must be an int >= 1, got {maxlen!r}")
+        if isinstance(max_connections, bool) or not isinstance(max_connections, int):
+            raise ValueError(f"max_connections must be an int >= 1, got {max_connections!r}")
+        if max_connections < 1:
+            raise ValueError(f"max_connections must be an int >= 1, got {max_connections!r}")
         try:
-            from redis.asyncio import Redis
+            from redis.asyncio import BlockingConnectionPool, Redis
         except ImportError:
             raise RuntimeError(
                 "the redis backend needs redis-py: pip install 'ripple[redis]'"
@@ -146,7 +158,19 @@ class RedisBackend(Backend):
         self.prefix = prefix
         self.block = block
         common: dict[str, Any] = {"decode_responses": True, "socket_connect_timeout": timeout}
-        self._redis: Any = Redis.from_url(url, socket_timeout=timeout, **common)
+        # A burst (hundreds of joins at once) waits for a connection, first
+        # come first served, instead of failing: redis-py's default pool
+        # raises past 100 connections. The wait is long: a busy process isn't
+        # a Redis that's down (each command still has `timeout`).
+        pool = BlockingConnectionPool.from_url(
+            url,
+            max_connections=max_connections,
+            timeout=POOL_WAIT,
+            queue_class=asyncio.Queue,
+            socket_timeout=timeout,
+            **common,
+        )
+        self._redis: Any = Redis.from_pool(pool)
         # The reader blocks in XREAD for up to `block`: give it more time.
         self._reader_redis: Any = Redis.from_url(url, socket_timeout=block + timeout, **common)
         self._publish = self._redis.register_script(_PUBLISH)
