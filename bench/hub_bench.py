@@ -86,16 +86,16 @@ async def measure(url: str, clients: int, publishers: int, messages: int) -> flo
         ws = await ripple.connect(url, max_queue=None)
         await ws.send(json.dumps({"type": "join", "name": f"c{i}"}))
         conns.append(ws)
-    # Wait for everyone's welcome and the last join, so only messages follow.
+    # Everyone welcomed, then one message everyone sees: every client is
+    # subscribed (joins are handled concurrently, so the last join isn't a
+    # sign), and only the measured messages follow.
     for ws in conns:
         while json.loads(await ws.recv()).get("type") != "welcome":
             pass
-    last = f"c{clients - 1}"
+    await conns[0].send(json.dumps({"type": "message", "text": "ready"}))
     for ws in conns:
-        while True:
-            msg = json.loads(await ws.recv())
-            if msg.get("type") == "join" and msg["user"]["name"] == last:
-                break
+        while json.loads(await ws.recv()).get("text") != "ready":
+            pass
 
     counts = [0] * clients
     errors: list[dict[str, object]] = []
