@@ -551,3 +551,22 @@ async def test_close_completes_while_reading_is_paused(servers: Servers) -> None
     await eventually(lambda: client._reading_paused)
     await within(client.close(), 10)
     assert client.close_code == 1000
+
+
+async def test_reads_are_copied_out_of_the_shared_read_buffer(pair: Pair) -> None:
+    # Every connection of a thread reads into one buffer (get_buffer); what
+    # arrived must be copied out before buffer_updated returns.
+    client, server = pair
+    assert isinstance(client, asyncio.BufferedProtocol)
+    buf = client.get_buffer(-1)
+    assert buf is server.get_buffer(-1)  # shared: no 256 KiB per connection
+    frame = b"\x81\x05hello\x82\x03abc\x81\x05wor"  # server frames are unmasked
+    buf[: len(frame)] = frame
+    client.buffer_updated(len(frame))
+    buf[:64] = b"\xff" * 64  # the next read overwrites it
+    assert await within(client.recv()) == "hello"
+    assert await within(client.recv()) == b"abc"
+    # The incomplete third frame was kept too, not a view of the buffer.
+    buf[:2] = b"ld"
+    client.buffer_updated(2)
+    assert await within(client.recv()) == "world"

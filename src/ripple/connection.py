@@ -8,6 +8,8 @@ This is the hot path. The rules it follows (see DESIGN.md):
 - ``send()`` encodes and writes at once; it suspends only while the transport
   has paused writing (its buffer is above ``write_limit``).
 - keepalive uses ``loop.call_later`` timers, not a task per connection.
+- reads go into one buffer per thread (``asyncio.BufferedProtocol``), and
+  what arrived is copied out: no 256 KiB bytes object per read.
 - ``broadcast()`` doesn't write at once: it queues its frames on each
   connection, and one callback per loop iteration writes each connection's
   queued frames with one ``transport.write`` (a burst of K broadcasts costs
@@ -22,6 +24,7 @@ import collections
 import logging
 import os
 import struct
+import threading
 import uuid
 from collections.abc import AsyncIterable, Callable, Iterable, Mapping
 from typing import Any, cast
@@ -155,7 +158,24 @@ def _flush_dirty(loop: asyncio.AbstractEventLoop) -> None:
         transport.write(joined)
 
 
-class Connection(asyncio.Protocol):
+#: Bytes a read may take at once (asyncio's own read size).
+_READ_SIZE = 2**18
+_reads = threading.local()
+
+
+def _read_buffer() -> memoryview:
+    # One read buffer per thread, shared by its connections: asyncio calls
+    # get_buffer(), recv_into() and buffer_updated() back to back, and
+    # buffer_updated() copies what arrived out of it before returning. Plain
+    # Protocol reads cost a fresh 256 KiB bytes object per read, which
+    # glibc often maps and unmaps (mmap/munmap per read on the hot path).
+    view: memoryview | None = getattr(_reads, "view", None)
+    if view is None:
+        view = _reads.view = memoryview(bytearray(_READ_SIZE))
+    return view
+
+
+class Connection(asyncio.BufferedProtocol):
     """A WebSocket connection, either side. See :class:`ServerConnection`
     and :class:`ClientConnection` for the handshakes.
 
@@ -323,13 +343,20 @@ class Connection(asyncio.Protocol):
         assert self.response is not None, "the opening handshake hasn't completed"
         return self.response.headers
 
-    # -- asyncio.Protocol ---------------------------------------------------
+    # -- asyncio.BufferedProtocol -------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # No isinstance check: uvloop's transports don't derive from
         # asyncio.Transport, and ripple runs on any loop (DESIGN rule 8).
         self.transport = cast(asyncio.Transport, transport)
         self.transport.set_write_buffer_limits(self.write_limit, self.write_limit // 4)
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return _read_buffer()
+
+    def buffer_updated(self, nbytes: int) -> None:
+        # Copy out of the shared buffer: what arrived must outlive this call.
+        self.data_received(_read_buffer()[:nbytes].tobytes())
 
     def data_received(self, data: bytes) -> None:
         p = self.protocol
