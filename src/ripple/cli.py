@@ -13,6 +13,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
+from ._stop import stop_on_signals
 from .server import ServerConnection, serve, unix_serve
 
 __all__ = ["main"]
@@ -28,15 +29,7 @@ async def run_echo(
     host: str, port: int, unix: str | None, max_size: int | None, compression: str | None
 ) -> None:
     loop = asyncio.get_running_loop()
-    stop = loop.create_future()
-
-    def stop_once() -> None:
-        if not stop.done():
-            stop.set_result(None)
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop_once)
+    stop, _ = stop_on_signals(loop)  # handlers stay until the process exits
     if unix:
         server = await unix_serve(echo_handler, unix, max_size=max_size, compression=compression)
         print(f"ripple echo on unix socket {unix}", flush=True)

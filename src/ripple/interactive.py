@@ -18,12 +18,12 @@ import asyncio
 import contextlib
 import logging
 import os
-import signal
 import sys
 import threading
 import unicodedata
 from typing import Any, TextIO
 
+from ._stop import stop_on_signals
 from .client import Backoff, ClientConnection, connect
 from .exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from .typing import Data
@@ -141,16 +141,7 @@ async def run_connect(
         return 2
 
     loop = asyncio.get_running_loop()
-    stop = loop.create_future()
-
-    def stop_once() -> None:
-        if not stop.done():
-            stop.set_result(None)
-
-    signals = (signal.SIGINT, signal.SIGTERM)
-    for sig in signals:
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop_once)
+    stop, restore_signals = stop_on_signals(loop)
     lines: asyncio.Queue[str | None] = asyncio.Queue()
     threading.Thread(
         target=_read_lines, args=(stdin_fd, loop, lines), name="ripple-stdin", daemon=True
@@ -189,7 +180,8 @@ async def run_connect(
     task = loop.create_task(sessions())
     try:
         while True:
-            await asyncio.wait({task, stop}, return_when=asyncio.FIRST_COMPLETED)
+            waiting: set[asyncio.Future[Any]] = {task, stop}
+            await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
             if task.done():
                 return task.result()
             if not in_session:
@@ -208,9 +200,7 @@ async def run_connect(
             err.write(f"ripple connect: couldn't connect to {url}: {exc}\n")
         return 1
     finally:
-        for sig in signals:
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.remove_signal_handler(sig)
+        restore_signals()
         if not task.done():
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -8,10 +8,8 @@ WebSocket handshake. The handler speaks the JSON schema of docs/chat.md.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
-import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,6 +17,7 @@ from importlib import resources
 from typing import Any
 from urllib.parse import urlsplit
 
+from .._stop import stop_on_signals
 from ..exceptions import ConnectionClosed
 from ..hub import Hub, HubUnavailable, make_backend
 from ..protocol.headers import Headers
@@ -392,15 +391,7 @@ async def run_chat(
             (``ripple chat --workers N``) share the port.
     """
     loop = asyncio.get_running_loop()
-    stop = loop.create_future()
-
-    def stop_once() -> None:
-        if not stop.done():
-            stop.set_result(None)
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop_once)
+    stop, restore_signals = stop_on_signals(loop)
     chat = ChatServer(config)
     if isinstance(chat.room, HubRoom):
         # Connect to Redis now (or say it's down) rather than at the first join.
@@ -419,9 +410,7 @@ async def run_chat(
             announce(line)
         await stop
     finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError):
-                loop.remove_signal_handler(sig)
+        restore_signals()
         # Every connection gets 1001 "server shutting down"; handlers leave the room.
         server.close()
         await server.wait_closed()

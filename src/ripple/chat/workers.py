@@ -10,12 +10,12 @@ SIGINT or SIGTERM it stops them all (each closes its clients with 1001).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import signal
 import socket
 import sys
 from collections.abc import Sequence
+
+from .._stop import stop_on_signals
 
 __all__ = ["run_workers"]
 
@@ -66,15 +66,7 @@ async def run_workers(argv: Sequence[str], host: str, port: int, workers: int) -
     child = [*argv, "--port", str(port), "--workers", "1", "--reuse-port"]
     pool = [_Worker(i, child) for i in range(workers)]
     loop = asyncio.get_running_loop()
-    stop = loop.create_future()
-
-    def stop_once() -> None:
-        if not stop.done():
-            stop.set_result(None)
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop_once)
+    stop, restore_signals = stop_on_signals(loop)
     watchers: list[asyncio.Task[None]] = []
     try:
         try:
@@ -110,9 +102,7 @@ async def run_workers(argv: Sequence[str], host: str, port: int, workers: int) -
     finally:
         for task in watchers:
             task.cancel()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError):
-                loop.remove_signal_handler(sig)
+        restore_signals()
         for worker in pool:
             if worker.proc is not None and worker.proc.returncode is None:
                 worker.proc.terminate()
