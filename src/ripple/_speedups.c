@@ -7,8 +7,23 @@
  *     the buffer protocol. Masking is an involution, so the same call
  *     both masks and unmasks.
  *
- * The pure-Python fallback lives in ripple/protocol/masking.py and must
- * behave identically (same results, same exception types).
+ * unmask_frame(buf, key_at, length) -> bytes
+ *     One masked frame's payload, unmasked straight from the receive buffer.
+ *
+ * parse_frames(buf, pos, end, masked, max_size, events) -> int
+ *     The common frames (whole text/binary, no RSV, 7/16-bit length) parsed
+ *     in one call; anything else is left to the Python parser in
+ *     ripple/protocol/state.py, which also handles every error.
+ *
+ * encode_frame(opcode, payload) -> bytes
+ *     One unmasked FIN frame, header and payload in one allocation.
+ *
+ * payload_buffer(size) -> (bytes, memoryview); mask_inplace(buf, mask)
+ *     A large payload read straight into the bytes object that becomes the
+ *     message, then unmasked in place (ripple/protocol/sink.py).
+ *
+ * The pure-Python fallbacks live in ripple/protocol/masking.py and state.py
+ * and must behave identically (same results, same exception types).
  */
 
 #define PY_SSIZE_T_CLEAN
@@ -125,6 +140,33 @@ ripple_get_bytes_view(PyObject *obj, const char *what, Py_buffer *view,
     return 0;
 }
 
+/*
+ * Copy the 4-byte masking key out of ``obj`` (any bytes-like object) into
+ * ``key``: a copy, so it cannot change underneath us without the GIL.
+ * Returns -1 with an exception set (TypeError, or ValueError for a bad length).
+ */
+static int
+ripple_get_key(PyObject *obj, unsigned char key[RIPPLE_MASK_LEN])
+{
+    Py_buffer view;
+    PyObject *tmp = NULL;
+
+    if (ripple_get_bytes_view(obj, "mask", &view, &tmp) < 0) {
+        return -1;
+    }
+    if (view.len != RIPPLE_MASK_LEN) {
+        PyErr_Format(PyExc_ValueError,
+                     "mask must be exactly 4 bytes, got %zd", view.len);
+        PyBuffer_Release(&view);
+        Py_XDECREF(tmp);
+        return -1;
+    }
+    memcpy(key, view.buf, RIPPLE_MASK_LEN);
+    PyBuffer_Release(&view);
+    Py_XDECREF(tmp);
+    return 0;
+}
+
 PyDoc_STRVAR(apply_mask_doc,
 "apply_mask($module, data, mask, /)\n"
 "--\n"
@@ -137,8 +179,8 @@ PyDoc_STRVAR(apply_mask_doc,
 static PyObject *
 ripple_apply_mask(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    Py_buffer data_view, mask_view;
-    PyObject *data_tmp = NULL, *mask_tmp = NULL;
+    Py_buffer data_view;
+    PyObject *data_tmp = NULL;
     PyObject *result = NULL;
     unsigned char key[RIPPLE_MASK_LEN];
     Py_ssize_t len;
@@ -153,20 +195,9 @@ ripple_apply_mask(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
 
     /* Validate the mask first so a bad key is reported even for empty data. */
-    if (ripple_get_bytes_view(args[1], "mask", &mask_view, &mask_tmp) < 0) {
+    if (ripple_get_key(args[1], key) < 0) {
         return NULL;
     }
-    if (mask_view.len != RIPPLE_MASK_LEN) {
-        PyErr_Format(PyExc_ValueError,
-                     "mask must be exactly 4 bytes, got %zd", mask_view.len);
-        PyBuffer_Release(&mask_view);
-        Py_XDECREF(mask_tmp);
-        return NULL;
-    }
-    /* Copy the key out so it cannot change underneath us without the GIL. */
-    memcpy(key, mask_view.buf, RIPPLE_MASK_LEN);
-    PyBuffer_Release(&mask_view);
-    Py_XDECREF(mask_tmp);
 
     if (ripple_get_bytes_view(args[0], "data", &data_view, &data_tmp) < 0) {
         return NULL;
@@ -239,11 +270,344 @@ ripple_unmask_frame(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return result;
 }
 
+/* RFC 6455 §5.2 first bytes of the frames parse_frames() takes: FIN set, no
+ * RSV bit, text or binary. Everything else goes to the Python parser. */
+#define RIPPLE_FIN_TEXT 0x81
+#define RIPPLE_FIN_BINARY 0x82
+
+/* Text payloads up to this size are unmasked on the stack before decoding. */
+#define RIPPLE_STACK_TEXT 4096
+
+PyDoc_STRVAR(parse_frames_doc,
+"parse_frames($module, buf, pos, end, masked, max_size, events, /)\n"
+"--\n"
+"\n"
+"Parse the common frames at ``buf[pos:end]``: whole, unfragmented text or\n"
+"binary frames with no RSV bit, a 7- or minimal 16-bit length, at most\n"
+"``max_size`` bytes (-1: no limit) and masked exactly when ``masked``.\n"
+"Append each message to the list ``events`` (str for text, bytes for\n"
+"binary) and return the offset of the first byte not consumed: the start\n"
+"of an incomplete frame, or of one the caller's parser must handle (any\n"
+"other frame, or text that isn't valid UTF-8, so that it raises the right\n"
+"error). Never raises for the peer's bytes.");
+
+static PyObject *
+ripple_parse_frames(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_buffer view;
+    Py_ssize_t pos, end, max_size;
+    int masked;
+    PyObject *events;
+    const unsigned char *b;
+
+    (void)module;
+
+    if (nargs != 6) {
+        PyErr_Format(PyExc_TypeError,
+                     "parse_frames() takes exactly 6 arguments (%zd given)",
+                     nargs);
+        return NULL;
+    }
+    pos = PyLong_AsSsize_t(args[1]);
+    if (pos == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    end = PyLong_AsSsize_t(args[2]);
+    if (end == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    masked = PyObject_IsTrue(args[3]);
+    if (masked < 0) {
+        return NULL;
+    }
+    max_size = PyLong_AsSsize_t(args[4]);
+    if (max_size == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    events = args[5];
+    if (!PyList_Check(events)) {
+        PyErr_SetString(PyExc_TypeError, "events must be a list");
+        return NULL;
+    }
+    if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) != 0) {
+        return NULL;
+    }
+    if (pos < 0 || end < pos || end > view.len) {
+        PyErr_SetString(PyExc_ValueError, "pos and end must lie within the buffer");
+        PyBuffer_Release(&view);
+        return NULL;
+    }
+    b = (const unsigned char *)view.buf;
+
+    while (end - pos >= 2) {
+        unsigned int b0 = b[pos], b1 = b[pos + 1];
+        Py_ssize_t length = b1 & 0x7F, hdr = pos + 2;
+        const unsigned char *key = NULL;
+        PyObject *item;
+
+        if (b0 != RIPPLE_FIN_TEXT && b0 != RIPPLE_FIN_BINARY) {
+            break;  /* control frame, fragment, RSV bit, bad opcode */
+        }
+        if (((b1 & 0x80) != 0) != masked) {
+            break;  /* wrong masking: the Python parser fails it */
+        }
+        if (length == 127) {
+            break;  /* 64-bit lengths are large: the Python path copies less */
+        }
+        if (length == 126) {
+            if (end - pos < 4) {
+                break;
+            }
+            length = ((Py_ssize_t)b[hdr] << 8) | b[hdr + 1];
+            if (length < 126) {
+                break;  /* non-minimal length: a protocol error */
+            }
+            hdr += 2;
+        }
+        if (max_size >= 0 && length > max_size) {
+            break;  /* PayloadTooBig, raised by the Python parser */
+        }
+        if (masked) {
+            if (end - hdr < RIPPLE_MASK_LEN) {
+                break;
+            }
+            key = b + hdr;
+            hdr += RIPPLE_MASK_LEN;
+        }
+        if (length > end - hdr) {
+            break;  /* incomplete */
+        }
+        if (b0 == RIPPLE_FIN_BINARY) {
+            item = PyBytes_FromStringAndSize(masked ? NULL : (const char *)b + hdr, length);
+            if (item == NULL) {
+                goto error;
+            }
+            if (masked) {
+                ripple_xor_mask(b + hdr, (unsigned char *)PyBytes_AS_STRING(item),
+                                length, key);
+            }
+        }
+        else {
+            if (masked) {
+                unsigned char stack[RIPPLE_STACK_TEXT];
+                unsigned char *tmp = stack;
+                if (length > RIPPLE_STACK_TEXT) {
+                    tmp = (unsigned char *)PyMem_Malloc((size_t)length);
+                    if (tmp == NULL) {
+                        PyErr_NoMemory();
+                        goto error;
+                    }
+                }
+                ripple_xor_mask(b + hdr, tmp, length, key);
+                item = PyUnicode_DecodeUTF8((const char *)tmp, length, NULL);
+                if (tmp != stack) {
+                    PyMem_Free(tmp);
+                }
+            }
+            else {
+                item = PyUnicode_DecodeUTF8((const char *)b + hdr, length, NULL);
+            }
+            if (item == NULL) {
+                if (PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
+                    PyErr_Clear();
+                    break;  /* the Python parser raises InvalidUTF8 (1007) */
+                }
+                goto error;
+            }
+        }
+        if (PyList_Append(events, item) < 0) {
+            Py_DECREF(item);
+            goto error;
+        }
+        Py_DECREF(item);
+        pos = hdr + length;
+    }
+    PyBuffer_Release(&view);
+    return PyLong_FromSsize_t(pos);
+
+error:
+    PyBuffer_Release(&view);
+    return NULL;
+}
+
+PyDoc_STRVAR(encode_frame_doc,
+"encode_frame($module, opcode, payload, /)\n"
+"--\n"
+"\n"
+"Return one unmasked frame with FIN set and no RSV bit: ``opcode`` and\n"
+"``payload`` (a str, sent as UTF-8, or a bytes-like object), header and\n"
+"payload in one bytes object.");
+
+static PyObject *
+ripple_encode_frame(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_buffer view;
+    PyObject *tmp = NULL, *result = NULL;
+    const char *data;
+    Py_ssize_t length, head_len;
+    long opcode;
+    unsigned char *out;
+    int have_view = 0;
+
+    (void)module;
+
+    if (nargs != 2) {
+        PyErr_Format(PyExc_TypeError,
+                     "encode_frame() takes exactly 2 arguments (%zd given)",
+                     nargs);
+        return NULL;
+    }
+    opcode = PyLong_AsLong(args[0]);
+    if (opcode == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (opcode < 0 || opcode > 0x0F) {
+        PyErr_Format(PyExc_ValueError, "opcode must be 0-15, got %ld", opcode);
+        return NULL;
+    }
+    if (PyUnicode_Check(args[1])) {
+        if (PyUnicode_IS_ASCII(args[1])) {
+            /* ASCII is its own UTF-8: read the str's storage, no encode. */
+            data = (const char *)PyUnicode_DATA(args[1]);
+            length = PyUnicode_GET_LENGTH(args[1]);
+        }
+        else {
+            tmp = PyUnicode_AsUTF8String(args[1]);
+            if (tmp == NULL) {
+                return NULL;
+            }
+            data = PyBytes_AS_STRING(tmp);
+            length = PyBytes_GET_SIZE(tmp);
+        }
+    }
+    else {
+        if (ripple_get_bytes_view(args[1], "payload", &view, &tmp) < 0) {
+            return NULL;
+        }
+        have_view = 1;
+        data = (const char *)view.buf;
+        length = view.len;
+    }
+    head_len = length < 126 ? 2 : (length < 65536 ? 4 : 10);
+    result = PyBytes_FromStringAndSize(NULL, head_len + length);
+    if (result != NULL) {
+        out = (unsigned char *)PyBytes_AS_STRING(result);
+        out[0] = (unsigned char)(0x80 | opcode);
+        if (head_len == 2) {
+            out[1] = (unsigned char)length;
+        }
+        else if (head_len == 4) {
+            out[1] = 126;
+            out[2] = (unsigned char)(length >> 8);
+            out[3] = (unsigned char)length;
+        }
+        else {
+            uint64_t n = (uint64_t)length;
+            int i;
+            out[1] = 127;
+            for (i = 9; i >= 2; i--) {
+                out[i] = (unsigned char)n;
+                n >>= 8;
+            }
+        }
+        if (length > 0) {
+            memcpy(out + head_len, data, (size_t)length);
+        }
+    }
+    if (have_view) {
+        PyBuffer_Release(&view);
+    }
+    Py_XDECREF(tmp);
+    return result;
+}
+
+PyDoc_STRVAR(payload_buffer_doc,
+"payload_buffer($module, size, /)\n"
+"--\n"
+"\n"
+"Return ``(payload, view)``: a new bytes object of ``size`` bytes whose\n"
+"content is not set yet, and a writable memoryview of it. The caller fills\n"
+"it through ``view`` (a socket read straight into the message), releases\n"
+"``view``, and only then lets ``payload`` be seen: until then it must hold\n"
+"``payload``, which ``view`` does not keep alive.");
+
+static PyObject *
+ripple_payload_buffer(PyObject *module, PyObject *arg)
+{
+    Py_ssize_t size;
+    PyObject *payload, *view, *result;
+
+    (void)module;
+
+    size = PyLong_AsSsize_t(arg);
+    if (size == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (size < 0) {
+        PyErr_SetString(PyExc_ValueError, "size must be >= 0");
+        return NULL;
+    }
+    payload = PyBytes_FromStringAndSize(NULL, size);
+    if (payload == NULL) {
+        return NULL;
+    }
+    view = PyMemoryView_FromMemory(PyBytes_AS_STRING(payload), size, PyBUF_WRITE);
+    if (view == NULL) {
+        Py_DECREF(payload);
+        return NULL;
+    }
+    result = PyTuple_Pack(2, payload, view);
+    Py_DECREF(payload);
+    Py_DECREF(view);
+    return result;
+}
+
+PyDoc_STRVAR(mask_inplace_doc,
+"mask_inplace($module, buf, mask, /)\n"
+"--\n"
+"\n"
+"XOR the writable buffer ``buf`` with the 4-byte key ``mask``, in place.");
+
+static PyObject *
+ripple_mask_inplace(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_buffer view;
+    unsigned char key[RIPPLE_MASK_LEN];
+
+    (void)module;
+
+    if (nargs != 2) {
+        PyErr_Format(PyExc_TypeError,
+                     "mask_inplace() takes exactly 2 arguments (%zd given)",
+                     nargs);
+        return NULL;
+    }
+    if (ripple_get_key(args[1], key) < 0) {
+        return NULL;
+    }
+    if (PyObject_GetBuffer(args[0], &view, PyBUF_WRITABLE) != 0) {
+        return NULL;
+    }
+    /* Word by word, each read before it is written: src == dst is safe. */
+    ripple_xor_mask_released((const unsigned char *)view.buf,
+                             (unsigned char *)view.buf, view.len, key);
+    PyBuffer_Release(&view);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef ripple_speedups_methods[] = {
     {"apply_mask", (PyCFunction)(void (*)(void))ripple_apply_mask,
      METH_FASTCALL, apply_mask_doc},
     {"unmask_frame", (PyCFunction)(void (*)(void))ripple_unmask_frame,
      METH_FASTCALL, unmask_frame_doc},
+    {"parse_frames", (PyCFunction)(void (*)(void))ripple_parse_frames,
+     METH_FASTCALL, parse_frames_doc},
+    {"encode_frame", (PyCFunction)(void (*)(void))ripple_encode_frame,
+     METH_FASTCALL, encode_frame_doc},
+    {"payload_buffer", (PyCFunction)ripple_payload_buffer, METH_O,
+     payload_buffer_doc},
+    {"mask_inplace", (PyCFunction)(void (*)(void))ripple_mask_inplace,
+     METH_FASTCALL, mask_inplace_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -258,7 +622,7 @@ static PyModuleDef_Slot ripple_speedups_slots[] = {
 };
 
 PyDoc_STRVAR(ripple_speedups_doc,
-"Optional C accelerations for ripple (WebSocket masking).");
+"Optional C accelerations for ripple (masking, frame parsing and encoding).");
 
 static struct PyModuleDef ripple_speedups_module = {
     PyModuleDef_HEAD_INIT,

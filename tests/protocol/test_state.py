@@ -1328,7 +1328,7 @@ def test_send_then_receive(sender_side: Side, messages: list[str | bytes]) -> No
 @pytest.mark.parametrize("side", SIDES)
 @pytest.mark.parametrize("sizes", [[65536], [100, 70000, 3], [262144], [1, 2, 65533, 9999]])
 def test_large_binary_frames_across_reads(side: Side, sizes: list[int]) -> None:
-    # Frames over 64 KiB are collected read by read and joined once whole;
+    # Frames over 64 KiB are received in place (the sink) read by read;
     # what follows them in the last read (more frames, a ping) still counts.
     proto = Protocol(side, max_size=None)
     big = bytes(range(256)) * 1200  # 307,200 bytes: a 64-bit length
@@ -1345,7 +1345,56 @@ def test_large_binary_frames_across_reads(side: Side, sizes: list[int]) -> None:
     events = feed(proto, split(wire, sizes))
     assert norm(events) == ["before", big, mid, ("ping", b"p"), mid[:1000] + big, "after"]
     assert_ok(proto)
-    assert proto._chunks is None and not proto._buf
+    assert proto.sink is None and not proto._buf
+
+
+def feed_like_the_connection(proto: Protocol, data: bytes, sizes: list[int]) -> list[Any]:
+    """Feed as Connection does: reads land in the sink's missing part while
+    there is one (receive_sink), else in a reused buffer (receive_buffer)."""
+    events: list[Any] = []
+    shared = memoryview(bytearray(2**18))
+    pos = 0
+    i = 0
+    while pos < len(data):
+        size = max(1, sizes[i % len(sizes)])
+        i += 1
+        target = proto.sink.missing() if proto.sink is not None else shared
+        n = min(size, len(target), len(data) - pos)
+        target[:n] = data[pos : pos + n]
+        pos += n
+        if proto.sink is not None:
+            events += proto.receive_sink(n)
+        else:
+            events += proto.receive_buffer(shared, n)
+            shared[:n] = b"\xee" * n  # the buffer is reused: nothing may point into it
+    return events
+
+
+@pytest.mark.parametrize("side", SIDES)
+@pytest.mark.parametrize("sizes", [[65536], [100, 70000, 3], [262144], [1000, 7, 65533, 9999]])
+def test_large_binary_frames_read_in_place(side: Side, sizes: list[int]) -> None:
+    proto = Protocol(side, max_size=None)
+    big = bytes(range(256)) * 1200
+    mid = bytes(i * 7 % 256 for i in range(65535))
+    wire = (
+        peer_frame(side, OP_TEXT, b"before")
+        + peer_frame(side, OP_BINARY, big)
+        + peer_frame(side, OP_PING, b"p")
+        + peer_frame(side, OP_BINARY, mid[:1000], fin=False)
+        + peer_frame(side, OP_CONT, big, fin=True)
+        + peer_frame(side, OP_BINARY, mid)
+        + peer_frame(side, OP_TEXT, b"after")
+    )
+    events = feed_like_the_connection(proto, wire, sizes)
+    assert norm(events) == ["before", big, ("ping", b"p"), mid[:1000] + big, mid, "after"]
+    assert [type(e) for e in events if not isinstance(e, Ping)] == [str, bytes, bytes, bytes, str]
+    assert_ok(proto)
+    assert proto.sink is None and not proto._buf
+
+
+def test_receive_sink_without_a_sink_is_a_programming_error() -> None:
+    with pytest.raises(AssertionError):
+        Protocol(SERVER).receive_sink(1)
 
 
 @pytest.mark.parametrize("side", SIDES)
@@ -1363,7 +1412,7 @@ def test_large_frame_over_max_size_rejected_before_collecting(side: Side) -> Non
     wire = peer_frame(side, OP_BINARY, b"x" * 100001)
     proto.receive_data(wire[:20])
     assert_failed(proto, PayloadTooBig, 1009)
-    assert proto._chunks is None
+    assert proto.sink is None
 
 
 @pytest.mark.parametrize("side", SIDES)
@@ -1371,9 +1420,9 @@ def test_eof_inside_a_large_frame(side: Side) -> None:
     proto = Protocol(side, max_size=None)
     wire = peer_frame(side, OP_BINARY, b"x" * 100000)
     assert proto.receive_data(wire[:70000]) == []
-    assert proto._chunks is not None
+    assert proto.sink is not None
     proto.receive_eof()
-    assert proto._chunks is None
+    assert proto.sink is None
     assert proto.receive_data(wire[70000:]) == []
 
 

@@ -10,7 +10,7 @@ import struct
 from typing import Final
 
 from ..exceptions import InvalidUTF8, ProtocolError
-from .masking import apply_mask, new_mask
+from .masking import apply_mask, encode_frame_c, new_mask
 
 __all__ = [
     "CLOSE_CODE_EXPLANATIONS",
@@ -188,6 +188,8 @@ def encode_frame(
         rsv: RSV bits already shifted into place (RSV1 | RSV2 | RSV3).
         mask: whether to mask the payload (clients must, servers must not).
     """
+    if encode_frame_c is not None and fin and not rsv and not mask:
+        return encode_frame_c(opcode, payload)  # C: header and payload in one allocation
     head = (FIN if fin else 0) | rsv | opcode
     length = len(payload)
     mask_bit = MASK_BIT if mask else 0

@@ -109,6 +109,25 @@ apply_mask: Final[Callable[[BytesLike, BytesLike], bytes]] = (
     _apply_mask_c if _apply_mask_c is not None else apply_mask_python
 )
 
+# The rest of the C speedups, None without them (the callers keep Python paths).
+#: C: parse the common frames of a buffer in one call (see ripple/_speedups.c).
+parse_frames_c: Final[Callable[[BytesLike, int, int, bool, int, list[Any]], int] | None] = getattr(
+    _speedups, "parse_frames", None
+)
+#: C: one unmasked FIN frame, header and payload in one allocation.
+encode_frame_c: Final[Callable[[int, str | BytesLike], bytes] | None] = getattr(
+    _speedups, "encode_frame", None
+)
+
+#: C: ``(bytes, writable memoryview of it)`` to receive a payload in place.
+payload_buffer_c: Final[Callable[[int], tuple[bytes, memoryview]] | None] = getattr(
+    _speedups, "payload_buffer", None
+)
+#: C: XOR a writable buffer with a 4-byte key in place.
+mask_inplace_c: Final[Callable[[BytesLike, BytesLike], None] | None] = getattr(
+    _speedups, "mask_inplace", None
+)
+
 #: Unmask a frame's payload straight from the receive buffer (C when available).
 # getattr: a stale build of the extension may predate unmask_frame.
 unmask_frame: Final[Callable[[BytesLike, int, int], bytes]] = cast(

@@ -43,7 +43,8 @@ from .frames import (
     check_close,
     encode_frame,
 )
-from .masking import apply_mask, unmask_frame
+from .masking import apply_mask, encode_frame_c, parse_frames_c, unmask_frame
+from .sink import PayloadSink
 
 __all__ = ["Event", "Ping", "Pong", "Protocol", "Side", "State"]
 
@@ -95,9 +96,9 @@ class Pong:
 Event = Union[str, bytes, Ping, Pong]
 
 
-# Frames at least this large (header included) that arrive in several reads
-# are collected as a list of reads and joined once whole: appending each read
-# to the bytearray buffer copies it again every time the buffer grows.
+# Binary frames at least this large (header included) that arrive in several
+# reads are received in place (sink.py): appending each read to the bytearray
+# buffer copies it again every time the buffer grows.
 _CHUNKED: Final = 2**16
 
 
@@ -143,7 +144,8 @@ class Protocol:
 
     __slots__ = (
         "_buf",
-        "_chunks",
+        "_cfast",
+        "_cmax",
         "_decoder",
         "_discard",
         "_ext_rsv",
@@ -160,7 +162,6 @@ class Protocol:
         "_out",
         "_part_done",
         "_send_frag_op",
-        "_want",
         "close_rcvd",
         "close_rcvd_then_sent",
         "close_sent",
@@ -172,6 +173,7 @@ class Protocol:
         "max_size",
         "pending_failure",
         "side",
+        "sink",
         "state",
     )
 
@@ -198,6 +200,9 @@ class Protocol:
         self._head_in = 6 if self._masked_in else 2  # 7-bit length header (+ key)
         # The fast path needs no extension and a max_size no 7-bit length exceeds.
         self._fast = not self.extensions and (max_size is None or max_size >= 125)
+        # receive_buffer() parses in C straight from the caller's buffer.
+        self._cfast = self._fast and parse_frames_c is not None
+        self._cmax = -1 if max_size is None else max_size
         self._ext_rsv = 0
         for ext in self.extensions:
             self._ext_rsv |= ext.rsv_bits
@@ -218,11 +223,10 @@ class Protocol:
         #: The protocol error that failed the connection, if any.
         self.failed: ProtocolError | None = None
         self._buf = bytearray()
-        # A large binary frame arriving in several reads: its chunks so far
-        # (joined once it is whole, instead of growing _buf read by read)
-        # and the bytes still missing.
-        self._chunks: list[bytes] | None = None
-        self._want = 0
+        #: A large binary frame's payload being received in place, if any:
+        #: the I/O layer may read straight into ``sink.missing()`` and call
+        #: :meth:`receive_sink` instead of feeding bytes.
+        self.sink: PayloadSink | None = None
         self._out: list[bytes] = []
         # While holding pongs (hold_pongs): the payload of the one owed, if any.
         self._held_pong: list[bytes] | None = None
@@ -241,24 +245,47 @@ class Protocol:
 
     # -- receiving ---------------------------------------------------------
 
+    def receive_buffer(self, buf: memoryview, end: int) -> list[Event]:
+        """Feed ``buf[:end]``, which the caller reuses after this call; return
+        the events it completes.
+
+        The same as ``receive_data(buf[:end].tobytes())``, but with the C
+        speedup the common frames are parsed straight from ``buf``: what is
+        consumed is never copied, and only a partial frame is kept.
+        """
+        # Nothing buffered, no fragment or partial text open: C takes the lot.
+        if (
+            self._cfast
+            and not self._buf
+            and self.sink is None
+            and not self._frag_op
+            and not self._part_done
+            and not self._discard
+        ):
+            events: list[Event] = []
+            pos = parse_frames_c(buf, 0, end, self._masked_in, self._cmax, events)  # type: ignore[misc]
+            if pos == end:
+                return events
+            events += self.receive_data(buf[pos:end].tobytes())
+            return events
+        return self.receive_data(buf[:end].tobytes())
+
     def receive_data(self, data: bytes) -> list[Event]:
         """Feed bytes from the peer; return the events they complete."""
         events: list[Event] = []
         if self._discard:
             # §5.5.1: after a close frame, data is ignored.
             return events
-        chunks = self._chunks
-        if chunks is not None:
-            # The rest of a large frame: no parsing, no copy until it's whole.
-            # Kept until the frame is whole: a caller's bytearray may change.
-            chunks.append(data if type(data) is bytes else bytes(data))
-            want = self._want - len(data)
-            if want > 0:
-                self._want = want
+        sink = self.sink
+        if sink is not None:
+            # The rest of a large frame's payload: no parsing.
+            used = sink.feed(data)
+            if not sink.done:
                 return events
-            self._chunks = None
-            self._want = 0
-            data = b"".join(chunks)  # one copy of the whole frame
+            self._sink_done(events, sink)
+            if self._discard or used == len(data):
+                return events
+            data = data[used:]  # the frames after it
         buf = self._buf
         if buf:
             buf += data
@@ -273,9 +300,15 @@ class Protocol:
         fast = self._fast and not self._part_done
         mask_bit = self._mask_bit_in
         head = self._head_in
-        want = 0  # > 0: a large binary frame is incomplete, this much is missing
+        # C speedup: the common frames in one call; it stops at anything else.
+        cparse = parse_frames_c if fast else None
+        cmax = self._cmax
         try:
             while end - pos >= 2:
+                if cparse is not None and not self._frag_op:
+                    pos = cparse(view, pos, end, masked_side, cmax, events)
+                    if end - pos < 2:
+                        break
                 b0 = view[pos]
                 b1 = view[pos + 1]
                 # Fast path, most frames: FIN + text/binary, no RSV, masking as
@@ -366,9 +399,12 @@ class Protocol:
                     ):
                         self._validate_partial(view, hdr, end, key if masked_side else b"")
                     elif fend - pos >= _CHUNKED and opcode != OP_TEXT and self._frag_op != OP_TEXT:
-                        # Large binary frame: collect the reads to come in a list
-                        # (text frames are validated as they arrive instead).
-                        want = fend - end
+                        # Large binary frame: receive the rest of its payload in
+                        # place (text frames are validated as they arrive instead).
+                        sink = PayloadSink(b0, bytes(key) if masked_side else None, length)
+                        sink.feed(memoryview(view)[hdr:end])
+                        self.sink = sink
+                        pos = end
                     break
                 if masked_side:
                     payload = unmask_frame(view, hdr - 4, length)
@@ -398,29 +434,49 @@ class Protocol:
                     if self._discard:
                         break
         except ProtocolError as exc:
-            self._buf = bytearray()
-            self._chunks = None
-            if self.defer_failure:
-                # Messages that came before the error are delivered first; the
-                # error follows them, as it did on the wire.
-                self.pending_failure = exc
-                self._discard = True
-            else:
-                self.fail(exc)
+            self._receive_failed(exc)
             return events
         if self._discard:
             self._buf = bytearray()
-        elif want:
-            whole = view is data and not pos and type(data) is bytes
-            self._chunks = [data if whole else bytes(memoryview(view)[pos:])]
-            self._want = want
-            if buf:
-                self._buf = bytearray()
         elif buf:
             del buf[:pos]
         elif pos < end:
             self._buf = bytearray(memoryview(view)[pos:])
         return events
+
+    def receive_sink(self, nbytes: int) -> list[Event]:
+        """``nbytes`` were read into ``sink.missing()``; return the events
+        they complete (the frame, once its payload is whole)."""
+        events: list[Event] = []
+        sink = self.sink
+        assert sink is not None, "no payload is being received in place"
+        sink.filled(nbytes)
+        if sink.done:
+            self._sink_done(events, sink)
+        return events
+
+    def _sink_done(self, events: list[Event], sink: PayloadSink) -> None:
+        self.sink = None
+        b0 = sink.b0
+        rsv = b0 & 0x70
+        try:
+            if rsv == 0 and b0 & FIN and b0 & 0x0F == OP_BINARY and not self.extensions:
+                events.append(sink.payload())
+            else:
+                self._frame(events, b0 & 0x0F, sink.payload(), bool(b0 & FIN), rsv)
+        except ProtocolError as exc:
+            self._receive_failed(exc)
+
+    def _receive_failed(self, exc: ProtocolError) -> None:
+        self._buf = bytearray()
+        self.sink = None
+        if self.defer_failure:
+            # Messages that came before the error are delivered first; the
+            # error follows them, as it did on the wire.
+            self.pending_failure = exc
+            self._discard = True
+        else:
+            self.fail(exc)
 
     def _validate_partial(
         self, view: bytes | bytearray, start: int, end: int, key: bytes | bytearray
@@ -555,7 +611,7 @@ class Protocol:
         self.state = CLOSED
         self._discard = True
         self._buf = bytearray()
-        self._chunks = None
+        self.sink = None
 
     def fail(self, exc: ProtocolError) -> None:
         """Fail the connection (§7.1.7): send a close frame, then close TCP.
@@ -615,12 +671,16 @@ class Protocol:
         """Encode a text frame (or the first frame of a fragmented text message)."""
         if self.state is OPEN and not self._send_frag_op and not self.extensions and fin:
             # Common case first: one frame, no extension.
+            if encode_frame_c is not None and not self.mask:
+                return encode_frame_c(OP_TEXT, data)  # no intermediate UTF-8 bytes
             return encode_frame(OP_TEXT, data.encode(), True, 0, self.mask)
         return self._encode(self._check_send(OP_TEXT, fin), data.encode(), fin)
 
     def send_binary(self, data: bytes | bytearray | memoryview, fin: bool = True) -> bytes:
         """Encode a binary frame (or the first frame of a fragmented binary message)."""
         if self.state is OPEN and not self._send_frag_op and not self.extensions and fin:
+            if encode_frame_c is not None and not self.mask:
+                return encode_frame_c(OP_BINARY, data)  # one allocation, no concat
             return encode_frame(OP_BINARY, data, True, 0, self.mask)
         return self._encode(self._check_send(OP_BINARY, fin), bytes(data), fin)
 
