@@ -318,6 +318,9 @@ class Server(idle_memory.ServerProcess):
         self.env.pop("RIPPLE_NO_SPEEDUPS", None)
         if args.no_speedups:
             self.env["RIPPLE_NO_SPEEDUPS"] = "1"
+        self.env.pop("RIPPLE_BENCH_CALLBACK", None)
+        if args.callback:
+            self.env["RIPPLE_BENCH_CALLBACK"] = "1"
         self.info: dict[str, str] = {}
 
     async def start(self, timeout: float) -> None:
@@ -619,6 +622,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--library", choices=LIBRARIES, required=True)
     parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio")
     parser.add_argument("--no-speedups", action="store_true", help="RIPPLE_NO_SPEEDUPS=1")
+    parser.add_argument(
+        "--callback", action="store_true", help="ripple: echo with on_message(), not async for"
+    )
     parser.add_argument("--scenario", choices=SCENARIOS, required=True)
     parser.add_argument("--strategy", default="broadcast", help="broadcast: publish strategy")
     parser.add_argument("--clients", type=int, default=1)

@@ -68,10 +68,13 @@ class Target:
     library: str
     loop: str
     speedups: bool = True
+    callback: bool = False  # ripple's on_message() callback instead of `async for`
 
     @property
     def key(self) -> str:
         name = self.library if self.speedups or self.library != "ripple" else "ripple-py"
+        if self.callback:
+            name = "ripple-cb"
         return f"{name}/{self.loop}"
 
     @property
@@ -80,6 +83,8 @@ class Target:
 
     def args(self) -> list[str]:
         out = ["--library", self.library, "--loop", self.loop]
+        if self.callback:
+            out.append("--callback")
         return out if self.speedups else [*out, "--no-speedups"]
 
 
@@ -89,10 +94,12 @@ ALL_TARGETS = [
     Target("websockets", "asyncio"),
     Target("aiohttp", "asyncio"),
     Target("picows", "asyncio"),
+    Target("ripple", "asyncio", callback=True),
     Target("ripple", "uvloop"),
     Target("websockets", "uvloop"),
     Target("aiohttp", "uvloop"),
     Target("picows", "uvloop"),
+    Target("ripple", "uvloop", callback=True),
 ]
 QUICK_TARGETS = ["ripple/asyncio", "websockets/asyncio", "aiohttp/asyncio"]
 QUICK_TARGETS += ["ripple/uvloop", "picows/uvloop"]
@@ -118,6 +125,8 @@ class Scenario:
     only_targets: tuple[str, ...] | None = None  # --quick: fewer targets
 
     def applies(self, target: Target) -> bool:
+        if target.callback and not self.key.startswith("echo"):
+            return False  # the callback API only changes how the echo handler receives
         return (self.only is None or target.library in self.only) and (
             self.only_targets is None or target.key in self.only_targets
         )
@@ -562,6 +571,9 @@ def checks(rows: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
     ahead_elsewhere(
         c, ["websockets/uvloop", "aiohttp/uvloop", "picows/uvloop"], {"echo64", "echo1m"}
     )
+    # The same echoes through ripple's callback API, like for like with picows' listener.
+    for key in ("echo1", "echo64", "echo1m"):
+        factor_check("ripple-cb/uvloop", "picows/uvloop", 1.0, by.get((key, "per_s")))
     for row in rows:
         if row["scenario"].startswith("bcast") and row["metric"] == "per_cpu_s":
             for loop in ("asyncio", "uvloop"):
@@ -713,7 +725,10 @@ def markdown(
         f"§: neither process was busy (both < {SERVER_BUSY:.0%} CPU) although the scenario "
         "should keep the server busy: the machine was busy with something else or latency "
         "bound. ripple-py is ripple with `RIPPLE_NO_SPEEDUPS=1` (pure-Python masking); its "
-        "ratio is to ripple (with the C speedup) on the same loop.",
+        "ratio is to ripple (with the C speedup) on the same loop. ripple-cb is ripple "
+        "echoing through the callback API (`ws.on_message(ws.send_nowait)`) instead of "
+        "`async for` and `await send()`: no task switch per message, as in picows' "
+        "listener; echo scenarios only.",
         "",
         tables(rows, targets),
         "## Server CPU per operation (µs, median; lower is better)",

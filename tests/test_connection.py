@@ -10,7 +10,16 @@ from collections.abc import AsyncIterator
 import pytest
 
 import ripple
-from aio_helpers import Parked, RawPeer, Servers, eventually, open_raw, server_port, within
+from aio_helpers import (
+    Parked,
+    RawPeer,
+    Servers,
+    build_frame,
+    eventually,
+    open_raw,
+    server_port,
+    within,
+)
 from ripple.protocol.state import CLOSED, CLOSING, OPEN
 
 pytestmark = pytest.mark.timeout(20)
@@ -570,3 +579,188 @@ async def test_reads_are_copied_out_of_the_shared_read_buffer(pair: Pair) -> Non
     buf[:2] = b"ld"
     client.buffer_updated(2)
     assert await within(client.recv()) == "world"
+
+
+# -- on_message() and send_nowait(): receiving without a task switch ---------
+
+
+async def test_on_message_gets_every_message_in_order(pair: Pair) -> None:
+    client, server = pair
+    got: list[ripple.Data] = []
+    server.on_message(got.append)
+    for i in range(50):
+        await client.send(f"m{i}" if i % 2 else bytes([i]) * 200)
+    await eventually(lambda: len(got) == 50)
+    assert got == [f"m{i}" if i % 2 else bytes([i]) * 200 for i in range(50)]
+
+
+async def test_on_message_echo_with_send_nowait(servers: Servers) -> None:
+    async def handler(ws: ripple.ServerConnection) -> None:
+        ws.on_message(ws.send_nowait)
+        await ws.wait_closed()
+
+    _, url = await servers.start(handler)
+    async with ripple.connect(url) as client:
+        big = bytes(range(256)) * 1000  # large enough for the in-place read path
+        for message in ["hé", b"\x00\x01", big, "x" * 70000]:
+            await client.send(message)
+            assert await within(client.recv()) == message
+
+
+async def test_messages_queued_before_on_message_go_to_it_first(pair: Pair) -> None:
+    client, server = pair
+    for i in range(3):
+        await client.send(str(i))
+    await eventually(lambda: server._queue is not None and len(server._queue) == 3)
+    got: list[ripple.Data] = []
+    server.on_message(got.append)
+    assert got == ["0", "1", "2"]  # delivered before on_message() returned
+    await client.send("3")
+    await eventually(lambda: got == ["0", "1", "2", "3"])
+
+
+async def test_recv_refuses_while_a_callback_is_set_and_works_after(pair: Pair) -> None:
+    client, server = pair
+    got: list[ripple.Data] = []
+    server.on_message(got.append)
+    with pytest.raises(ripple.ConcurrencyError, match="on_message"):
+        await server.recv()
+    await client.send("to the callback")
+    await eventually(lambda: got == ["to the callback"])
+    server.on_message(None)
+    await client.send("to recv")
+    assert await within(server.recv()) == "to recv"
+    assert got == ["to the callback"]
+
+
+async def test_callback_can_hand_the_rest_back_to_recv(servers: Servers) -> None:
+    # Two messages in one read: the first to the callback, which switches
+    # back to recv(); the second must reach recv(), not be lost.
+    got: list[ripple.Data] = []
+    switched = asyncio.Event()
+    results: asyncio.Queue[ripple.Data] = asyncio.Queue()
+
+    async def handler(ws: ripple.ServerConnection) -> None:
+        def first_only(message: ripple.Data) -> None:
+            got.append(message)
+            ws.on_message(None)
+            switched.set()
+
+        ws.on_message(first_only)
+        await switched.wait()
+        await results.put(await ws.recv())
+        await ws.wait_closed()
+
+    server, _ = await servers.start(handler)
+    peer = await open_raw("127.0.0.1", server_port(server))
+    assert (await peer.handshake())[0] == 101
+    peer.writer.write(build_frame(0x1, b"a") + build_frame(0x1, b"b"))
+    assert await within(results.get()) == "b"
+    assert got == ["a"]
+    peer.close()
+
+
+async def test_on_message_refuses_while_recv_waits(pair: Pair) -> None:
+    _, server = pair
+    waiting = asyncio.ensure_future(server.recv())
+    await eventually(lambda: server._recv_waiter is not None)
+    with pytest.raises(ripple.ConcurrencyError, match="recv"):
+        server.on_message(print)
+    waiting.cancel()
+
+
+async def test_on_message_refuses_a_non_callable(pair: Pair) -> None:
+    _, server = pair
+    with pytest.raises(TypeError, match="callable"):
+        server.on_message("not a function")  # type: ignore[arg-type]
+
+
+async def test_callback_error_closes_1011_and_spares_others(
+    servers: Servers, caplog: pytest.LogCaptureFixture
+) -> None:
+    def boom(message: ripple.Data) -> None:
+        raise RuntimeError("callback bug")
+
+    async def handler(ws: ripple.ServerConnection) -> None:
+        ws.on_message(
+            boom if ws.request is not None and ws.request.path == "/bad" else ws.send_nowait
+        )
+        await ws.wait_closed()
+
+    _, url = await servers.start(handler)
+    async with ripple.connect(url) as good, ripple.connect(url + "bad") as bad:
+        await bad.send("x")
+        with pytest.raises(ripple.ConnectionClosedError) as info:
+            await within(bad.recv())
+        assert info.value.rcvd is not None and info.value.rcvd.code == 1011
+        await good.send("still here")
+        assert await within(good.recv()) == "still here"
+    assert "callback bug" in caplog.text
+
+
+async def test_callback_reading_pauses_while_replies_pile_up(servers: Servers) -> None:
+    # A peer that sends but doesn't read: with a callback nothing queues, so
+    # reading pauses on the write buffer instead, and memory stays bounded.
+    conns: list[ripple.ServerConnection] = []
+
+    async def handler(ws: ripple.ServerConnection) -> None:
+        conns.append(ws)
+        ws.on_message(ws.send_nowait)
+        await ws.wait_closed()
+
+    server, _ = await servers.start(handler, write_limit=2**16)
+    peer = await open_raw("127.0.0.1", server_port(server))
+    assert (await peer.handshake())[0] == 101
+    await eventually(lambda: len(conns) == 1)
+    ws = conns[0]
+    chunk = b"y" * 60000
+    for _ in range(400):  # 24 MB offered; far more than the socket buffers hold
+        peer.send_frame(0x2, chunk)
+        if ws._reading_paused:
+            break
+        await asyncio.sleep(0)
+    await eventually(lambda: ws._reading_paused)
+    assert ws.transport is not None
+    buffered = ws.transport.get_write_buffer_size()
+    # At most the replies to the read that crossed the limit (256 KiB reads).
+    assert buffered < 2**16 + 2**18 + len(chunk)
+    # Reading again drains it, and reading resumes.
+    for _ in range(500):
+        _, op, payload = await peer.recv_frame()
+        assert (op, payload) == (0x2, chunk)
+        if not ws._reading_paused:
+            break
+    assert not ws._reading_paused
+    peer.close()
+
+
+async def test_send_nowait_types_and_states(pair: Pair) -> None:
+    client, server = pair
+    server.send_nowait("text")
+    server.send_nowait(bytearray(b"bytes"))
+    assert await within(client.recv()) == "text"
+    assert await within(client.recv()) == b"bytes"
+    with pytest.raises(TypeError, match="await send"):
+        server.send_nowait(["a", "b"])  # type: ignore[arg-type]
+    await client.close()
+    await within(server.wait_closed())
+    with pytest.raises(ripple.ConnectionClosedOK):
+        server.send_nowait("late")
+
+
+async def test_send_nowait_refuses_during_a_fragmented_send(pair: Pair) -> None:
+    client, server = pair
+    release = asyncio.Event()
+
+    async def parts() -> AsyncIterator[str]:
+        yield "a"
+        await release.wait()
+        yield "b"
+
+    sending = asyncio.ensure_future(server.send(parts()))
+    await eventually(lambda: server._send_frag is not None)
+    with pytest.raises(ripple.ConcurrencyError, match="fragmented"):
+        server.send_nowait("c")
+    release.set()
+    await within(sending)
+    assert await within(client.recv()) == "ab"

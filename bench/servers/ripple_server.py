@@ -1,10 +1,13 @@
 """ripple benchmark server (see common.py for the scenarios and the control channel).
 
-``RIPPLE_NO_SPEEDUPS=1`` in the environment runs the pure-Python masking.
+``RIPPLE_NO_SPEEDUPS=1`` in the environment runs the pure-Python masking;
+``RIPPLE_BENCH_CALLBACK=1`` echoes through ``on_message()`` and
+``send_nowait()`` instead of ``async for`` and ``await send()``.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import common
@@ -25,6 +28,17 @@ async def serve(args: Any) -> None:
             pass
         finally:
             control.active -= 1
+
+    async def echo_callback(ws: ripple.ServerConnection) -> None:
+        control.active += 1
+        try:
+            ws.on_message(ws.send_nowait)  # no task switch per message
+            await ws.wait_closed()
+        finally:
+            control.active -= 1
+
+    if os.environ.get("RIPPLE_BENCH_CALLBACK") == "1":
+        echo = echo_callback
 
     async def idle(ws: ripple.ServerConnection) -> None:
         control.active += 1

@@ -26,7 +26,7 @@ import os
 import struct
 import threading
 import uuid
-from collections.abc import AsyncIterable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterable, Callable, Coroutine, Iterable, Mapping
 from typing import Any, cast
 
 try:  # Linux: the bytes the kernel holds for the peer (sent, not yet acknowledged)
@@ -47,7 +47,7 @@ from .exceptions import (
 )
 from .protocol.headers import Headers
 from .protocol.http11 import Request, Response
-from .protocol.state import CLOSED, OPEN, Pong, Protocol, State
+from .protocol.state import CLOSED, OPEN, Event, Pong, Protocol, State
 from .typing import Data, LoggerLike
 
 __all__ = ["Connection", "check_options"]
@@ -204,6 +204,7 @@ class Connection(asyncio.BufferedProtocol):
         "_ka_handle",
         "_ka_wbuf",
         "_lost",
+        "_on_message",
         "_pending",
         "_pending_size",
         "_pings",
@@ -276,6 +277,7 @@ class Connection(asyncio.BufferedProtocol):
         self._queue: collections.deque[Data] | None = None
         self._qbytes = 0
         self._recv_waiter: asyncio.Future[None] | None = None
+        self._on_message: Callable[[Data], object] | None = None
         self._reading_paused = False
         self._writing_paused = False
         self._drain_waiters: list[asyncio.Future[None]] = []
@@ -352,11 +354,28 @@ class Connection(asyncio.BufferedProtocol):
         self.transport.set_write_buffer_limits(self.write_limit, self.write_limit // 4)
 
     def get_buffer(self, sizehint: int) -> memoryview:
-        return _read_buffer()
+        p = self.protocol
+        if p is not None and p.sink is not None:
+            # A large payload: read straight into the message (no copy).
+            return p.sink.missing()
+        try:
+            return _reads.view  # type: ignore[no-any-return]  # inlined _read_buffer(): per read
+        except AttributeError:
+            return _read_buffer()
 
     def buffer_updated(self, nbytes: int) -> None:
-        # Copy out of the shared buffer: what arrived must outlive this call.
-        self.data_received(_read_buffer()[:nbytes].tobytes())
+        # Same state as get_buffer() saw: nothing runs for us in between.
+        p = self.protocol
+        if p is None:
+            # Copy out of the shared buffer: what arrived must outlive this call.
+            self.handshake_data(_read_buffer()[:nbytes].tobytes())
+            return
+        self._rx_seen = True  # keepalive: the peer is alive
+        if p.sink is not None:
+            self._received(p, p.receive_sink(nbytes))
+            return
+        # The protocol copies out only what it keeps (messages, a partial frame).
+        self._received(p, p.receive_buffer(_reads.view, nbytes))
 
     def data_received(self, data: bytes) -> None:
         p = self.protocol
@@ -364,8 +383,12 @@ class Connection(asyncio.BufferedProtocol):
             self.handshake_data(data)
             return
         self._rx_seen = True  # keepalive: the peer is alive
-        events = p.receive_data(data)
-        if events:
+        self._received(p, p.receive_data(data))
+
+    def _received(self, p: Protocol, events: list[Event]) -> None:
+        if events and self._on_message is not None:
+            self._deliver(p, events)
+        elif events:
             q = self._queue
             if q is None:
                 q = self._queue = collections.deque()
@@ -398,6 +421,71 @@ class Connection(asyncio.BufferedProtocol):
                 self._pause_reading()
         if p._out or p._discard:
             self._after_receive(p)
+
+    def _deliver(self, p: Protocol, events: list[Event]) -> None:
+        # on_message(): each message to the callback, in the read callback.
+        for i, ev in enumerate(events):
+            t = type(ev)
+            if t is str or t is bytes:
+                callback = self._on_message
+                if callback is None:
+                    # The callback called on_message(None): the rest is recv()'s.
+                    self._received(p, events[i:])
+                    return
+                try:
+                    callback(ev)  # type: ignore[arg-type]
+                except Exception:
+                    self.logger.error("error in the on_message callback", exc_info=True)
+                    self._on_message = None
+                    if p.state is OPEN:
+                        self._start_close(p, 1011, "internal error")
+                    return
+            elif t is Pong:
+                self._pong(ev.data)  # type: ignore[union-attr]
+        if p._out or p._discard:
+            self._after_receive(p)
+
+    def on_message(self, callback: Callable[[Data], object] | None) -> None:
+        """Hand each message to ``callback`` as it arrives, instead of
+        queuing it for :meth:`recv`. ``None`` goes back to :meth:`recv`.
+
+        The callback runs in the event loop's read callback, with the
+        message (str or bytes) as its argument; there is no task switch per
+        message, so it is the fastest way to receive. It must not block; to
+        reply, call :meth:`send_nowait`; to do async work, start a task.
+        Messages already queued go to the callback before this returns.
+
+        Nothing is queued while a callback is set, so ``max_queue`` and
+        ``read_limit`` don't apply; instead, reading pauses while the write
+        buffer is above ``write_limit`` (replies the peer doesn't read), and
+        resumes when it drains. If the callback raises, the error is logged
+        and the connection closed with 1011, as for a handler.
+
+        Args:
+            callback: called with each message; None to stop.
+
+        Raises:
+            ConcurrencyError: a coroutine is waiting in :meth:`recv`.
+            TypeError: ``callback`` isn't callable.
+        """
+        if callback is not None and not callable(callback):
+            raise TypeError(f"callback must be callable or None, not {type(callback).__name__}")
+        if callback is not None and self._recv_waiter is not None:
+            raise ConcurrencyError("recv() is waiting for the next message; it would never get it")
+        self._on_message = callback
+        if callback is None:
+            if self._reading_paused and not self._writing_paused:
+                self._maybe_resume_reading()
+            return
+        q = self._queue
+        if q:
+            queued = list(q)
+            q.clear()
+            self._qbytes = 0
+            if self.protocol is not None:
+                self._deliver(self.protocol, queued)  # type: ignore[arg-type]
+        if self._reading_paused and not self._writing_paused:
+            self._maybe_resume_reading()
 
     def _after_receive(self, p: Protocol) -> None:
         transport = self.transport
@@ -458,6 +546,9 @@ class Connection(asyncio.BufferedProtocol):
         p = self.protocol
         if p is not None:
             p.hold_pongs()  # a ping flood from a peer that doesn't read stays bounded
+            if self._on_message is not None and not self._reading_paused and p.close_sent is None:
+                # Nothing queues with a callback: its replies are what piles up.
+                self._pause_reading()
 
     def resume_writing(self) -> None:
         self._writing_paused = False
@@ -476,6 +567,8 @@ class Connection(asyncio.BufferedProtocol):
         for fut in waiters:
             if not fut.done():
                 fut.set_result(None)
+        if self._on_message is not None and self._reading_paused:
+            self._maybe_resume_reading()
 
     # -- handshake hooks, overridden per side --------------------------------
 
@@ -526,18 +619,33 @@ class Connection(asyncio.BufferedProtocol):
                 received before that was returned.
             ConcurrencyError: another coroutine is already in recv().
         """
-        q = self._queue
-        if q and self._recv_waiter is None:
+        if self._queue and self._recv_waiter is None:
             # Fast path: a message is waiting; no suspension, no future.
             # (With a waiter, the message is the waiter's: ConcurrencyError.)
-            msg = q.popleft()
-            self._qbytes -= len(msg)
-            if self._reading_paused:
-                self._maybe_resume_reading()
-            return msg
+            return self._pop()
+        return await self._receive(False)
+
+    def _pop(self) -> Data:
+        q = self._queue
+        assert q is not None
+        msg = q.popleft()
+        self._qbytes -= len(msg)
+        if self._reading_paused:
+            self._maybe_resume_reading()
+        return msg
+
+    async def _receive(self, iterating: bool) -> Data:
+        # recv() and async iteration; `iterating` ends with StopAsyncIteration
+        # instead of ConnectionClosedOK.
+        if self._queue and self._recv_waiter is None:
+            return self._pop()
         if self._recv_waiter is not None:
             raise ConcurrencyError(
                 "recv() is already running in another coroutine; use one consumer per connection"
+            )
+        if self._on_message is not None:
+            raise ConcurrencyError(
+                "messages go to the on_message() callback; call on_message(None) to use recv()"
             )
         p = self.protocol
         if p is None:
@@ -545,7 +653,7 @@ class Connection(asyncio.BufferedProtocol):
         if p.pending_failure is not None:
             self._fail_pending()
         if p.state is not OPEN and (p._discard or p.state is CLOSED):
-            raise self._closed_exc()
+            raise self._end_exc(iterating)
         while True:
             waiter: asyncio.Future[None] = self.loop.create_future()
             self._recv_waiter = waiter
@@ -553,33 +661,33 @@ class Connection(asyncio.BufferedProtocol):
                 await waiter
             finally:
                 self._recv_waiter = None
-            q = self._queue  # may have been created while we waited
-            if q:
-                msg = q.popleft()
-                self._qbytes -= len(msg)
-                if self._reading_paused:
-                    self._maybe_resume_reading()
-                return msg
+            if self._queue:  # may have been created while we waited
+                return self._pop()
             if p.pending_failure is not None:
                 self._fail_pending()
             # After our own close() the peer may still send messages until
             # its close frame: keep waiting until input has ended.
             if p._discard or self.state is CLOSED:
-                raise self._closed_exc()
+                raise self._end_exc(iterating)
+
+    def _end_exc(self, iterating: bool) -> Exception:
+        exc = self._closed_exc()
+        if iterating and isinstance(exc, ConnectionClosedOK):
+            return StopAsyncIteration()
+        return exc
 
     def __aiter__(self) -> Connection:
         return self
 
-    async def __anext__(self) -> Data:
+    def __anext__(self) -> Coroutine[Any, Any, Data]:
         """The next message; iteration ends when the connection closes with 1000/1001.
 
         Raises:
             ConnectionClosedError: the connection closed with any other code.
         """
-        try:
-            return await self.recv()
-        except ConnectionClosedOK:
-            raise StopAsyncIteration from None
+        # A plain def returning the coroutine: one coroutine per message
+        # instead of __anext__ awaiting recv() (0.3 µs per message measured).
+        return self._receive(True)
 
     def _closed_exc(self) -> ConnectionClosed:
         p = self.protocol
@@ -614,12 +722,31 @@ class Connection(asyncio.BufferedProtocol):
             await self._wait_fragmented()
         if p.state is not OPEN:
             raise self._closed_exc()
+        if self._write_message(p, message):
+            if self._writing_paused:
+                await self._drain()
+            return
+        if isinstance(message, Mapping):
+            raise TypeError(f"message must be str or bytes, not {type(message).__name__}")
+        elif isinstance(message, Iterable):
+            await self._send_fragments(iter(message), None)
+        elif isinstance(message, AsyncIterable):
+            await self._send_fragments(None, aiter(message))
+        else:
+            raise TypeError(
+                f"message must be str, bytes, or an iterable of them, not {type(message).__name__}"
+            )
+
+    def _write_message(self, p: Protocol, message: object) -> bool:
+        """Encode and write a str or bytes-like message; False for anything else."""
         t = type(message)
         if t is str:
             data = p.send_text(message)  # type: ignore[arg-type]
         elif t is bytes and len(message) >= _NO_COPY_SIZE:  # type: ignore[arg-type]
             head = p.send_binary_head(len(message))  # type: ignore[arg-type]
-            if head is not None:
+            if head is None:
+                data = p.send_binary(message)  # type: ignore[arg-type]
+            else:
                 # Large and immutable: header and payload as two buffers (one
                 # writev on uvloop and Python 3.12+), not a copy of the payload.
                 transport = self.transport
@@ -627,34 +754,53 @@ class Connection(asyncio.BufferedProtocol):
                 if self._pending is not None:
                     self._flush_pending()
                 transport.writelines((head, message))  # type: ignore[arg-type]
-                if self._writing_paused:
-                    await self._drain()
-                return
-            data = p.send_binary(message)  # type: ignore[arg-type]
+                return True
         elif t is bytes or isinstance(message, (bytes, bytearray, memoryview)):
             data = p.send_binary(message)  # type: ignore[arg-type]
         elif isinstance(message, str):
             # A str subclass, e.g. a StrEnum member: text, not an iterable.
             data = p.send_text(message)
-        elif isinstance(message, Mapping):
-            raise TypeError(f"message must be str or bytes, not {t.__name__}")
-        elif isinstance(message, Iterable):
-            await self._send_fragments(iter(message), None)
-            return
-        elif isinstance(message, AsyncIterable):
-            await self._send_fragments(None, aiter(message))
-            return
         else:
-            raise TypeError(
-                f"message must be str, bytes, or an iterable of them, not {t.__name__}"
-            )
+            return False
         transport = self.transport
         assert transport is not None
         if self._pending is not None:
             self._flush_pending()  # broadcasts queued before this send go first
         transport.write(data)
-        if self._writing_paused:
-            await self._drain()
+        return True
+
+    def send_nowait(self, message: Data) -> None:
+        """Send a message now, from code that can't await: an
+        :meth:`on_message` callback, a protocol callback, a timer.
+
+        The frame goes to the transport at once, even while its write buffer
+        is above ``write_limit``; :meth:`send` is the one that waits for it
+        to drain. See :meth:`on_message` for how reading then keeps the
+        buffer bounded.
+
+        Args:
+            message: str for a text frame, bytes-like for a binary frame.
+
+        Raises:
+            ConnectionClosed: the connection is closing or closed.
+            ConcurrencyError: a fragmented message is being sent.
+            TypeError: the message isn't str or bytes-like (iterables need
+                :meth:`send`).
+        """
+        p = self.protocol
+        if p is None:
+            raise InvalidState("the opening handshake hasn't completed")
+        if p.state is not OPEN:
+            raise self._closed_exc()
+        if self._send_frag is not None:
+            raise ConcurrencyError(
+                "a fragmented message is being sent; await send() to queue behind it"
+            )
+        if not self._write_message(p, message):
+            raise TypeError(
+                f"message must be str or bytes-like, not {type(message).__name__}; "
+                "send fragmented messages with await send()"
+            )
 
     async def _wait_fragmented(self) -> None:
         # Another coroutine is sending a fragmented message: frames of two
