@@ -1191,6 +1191,74 @@ async def test_frames_pipelined_after_the_request_are_kept(servers: Servers) -> 
         assert await within(conn.recv()) == b"bird"
 
 
+_REQUEST = (
+    b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+)
+
+
+@pytest.mark.parametrize("split", [1, 7, len(_REQUEST) - 1])
+async def test_request_in_pieces_then_early_frames(servers: Servers, split: int) -> None:
+    # The request buffered across chunks, the frames after it kept.
+    parked = Parked()
+    server, _ = await servers.start(parked)
+    async with raw_connection(server_port(server)) as peer:
+        data = _REQUEST + build_frame(0x1, b"early")
+        for i in range(0, len(data), split):
+            peer.writer.write(data[i : i + split])
+            await peer.writer.drain()
+            await asyncio.sleep(0.001)
+        status, headers, _ = await within(read_http_response(peer.reader))
+        assert status == 101
+        assert headers["sec-websocket-accept"] == "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        conn = await parked.next()
+        assert await within(conn.recv()) == "early"
+
+
+async def test_the_101_bytes(servers: Servers) -> None:
+    # The common handshake's whole answer, field by field and in order.
+    parked = Parked()
+    server, _ = await servers.start(parked, compression=None)
+    async with raw_connection(server_port(server)) as peer:
+        peer.writer.write(_REQUEST)
+        head = await within(peer.reader.readuntil(b"\r\n\r\n"))
+        assert head == (
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"
+            b"Server: ripple\r\n\r\n"
+        )
+        conn = await parked.next()
+        assert conn.request is not None and conn.request.path == "/"
+        assert conn.request_headers["Sec-WebSocket-Version"] == "13"
+        assert conn.response_headers["Server"] == "ripple"
+
+
+@pytest.mark.parametrize("split", [None, 5])
+async def test_malformed_request_in_one_chunk_or_pieces_gets_400(
+    servers: Servers, split: int | None
+) -> None:
+    server, _ = await servers.start(echo)
+    async with raw_connection(server_port(server)) as peer:
+        data = b"GET / HTTP/1.1\r\nBad Header: x\r\n\r\n"
+        for i in range(0, len(data), split or len(data)):
+            peer.writer.write(data[i : i + (split or len(data))])
+            await asyncio.sleep(0.001)
+        status, _, body = await within(read_http_response(peer.reader))
+        assert status == 400
+        assert b"invalid HTTP header name" in body
+
+
+@pytest.mark.parametrize("custom", [False, True])
+async def test_connections_log_to_the_server_logger(servers: Servers, custom: bool) -> None:
+    logger = logging.getLogger("test.custom") if custom else None
+    parked = Parked()
+    server, url = await servers.start(parked, logger=logger)
+    async with ripple.connect(url):
+        conn = await parked.next()
+        assert conn.logger is server.logger
+        assert conn.logger is (logger or logging.getLogger("ripple.server"))
+
+
 async def test_close_during_an_opening_handshake() -> None:
     async def slow_process_request(conn: ripple.ServerConnection, request: Any) -> None:
         await asyncio.sleep(0.3)

@@ -162,19 +162,32 @@ class ServerConnection(Connection):
             # before our response (§4.1), but keep what it sent.
             self._hs_buf += data
             return
-        self._hs_buf += data
+        # The request usually comes in one chunk: parse it where it is,
+        # without copying it into the buffer and out again.
+        buf: bytes | bytearray = data
+        if self._hs_buf:
+            self._hs_buf += data
+            buf = self._hs_buf
         try:
-            parsed = parse_request(self._hs_buf)
+            parsed = parse_request(buf)
         except SecurityError as exc:
+            self._hs_buf = bytearray(buf)
             self._refuse(reject(431, f"request headers too large: {exc}"), exc)
             return
         except InvalidHandshake as exc:
+            self._hs_buf = bytearray(buf)
             self._refuse(reject(400, f"malformed HTTP request: {exc}"), exc)
             return
         if parsed is None:
+            if buf is data:
+                self._hs_buf += data
             return
         request, consumed = parsed
-        del self._hs_buf[:consumed]
+        if buf is data:
+            if consumed < len(data):
+                self._hs_buf += data[consumed:]  # frames sent too early; kept
+        else:
+            del self._hs_buf[:consumed]
         self.request = request
         self._task = self.loop.create_task(self._run(request))
 
@@ -377,6 +390,12 @@ class ServerConnection(Connection):
         # Server header by default; extra_headers may change or remove it.
         headers = response.headers
         configured = self.server.extra_headers
+        if configured is None:
+            # The usual case, without building the set of extra names.
+            server_header = self.server.server_header
+            if server_header and "Server" not in headers:
+                headers["Server"] = server_header
+            return
         extra: HeadersLike | None
         if callable(configured):
             # No request parsed (a malformed one): the callable can't run.
@@ -728,7 +747,8 @@ class serve(Opening[Server]):
             broadcast_overflow=broadcast_overflow,
         )
         connection_kwargs: dict[str, Any] = dict(
-            logger=logger,
+            # The logger connections would look up by name, looked up once.
+            logger=self.server.logger,
             ping_interval=ping_interval,
             ping_timeout=ping_timeout,
             close_timeout=close_timeout,

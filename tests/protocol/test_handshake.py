@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import binascii
+import hashlib
 from collections.abc import Sequence
 
 import pytest
@@ -18,6 +20,7 @@ from ripple.exceptions import (
     InvalidUpgrade,
     NegotiationError,
 )
+from ripple.protocol import handshake
 from ripple.protocol.extensions import (
     ClientExtensionFactory,
     Extension,
@@ -646,3 +649,76 @@ def test_server_accept_answers_or_rejects(headers: list[tuple[str, str]], method
         )
         assert subprotocol is None
         assert [e.name for e in extensions] == [e.name for e in accepted]
+
+
+# -- the shortcuts agree with the general checks ---------------------------------------
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.text(alphabet="AQgwBa+/=0z9 \u00e9", min_size=20, max_size=28)
+    | st.binary(min_size=14, max_size=18).map(lambda b: base64.b64encode(b).decode())
+)
+def test_key_shortcut_agrees_with_decoding(key: str) -> None:
+    # _KEY accepts a key only if the decoding check would; anything it
+    # doesn't accept goes through that check.
+    try:
+        valid = len(base64.b64decode(key.encode(), validate=True)) == 16
+    except binascii.Error:
+        valid = False
+    if handshake._KEY.fullmatch(key):
+        assert valid
+    status = None
+    try:
+        server_accept(make_request(Sec_WebSocket_Key=key), select_subprotocol=no_subprotocol)
+    except HandshakeRejected as exc:
+        status = exc.response.status_code
+    assert status == (None if valid else 400)
+
+
+def test_key_with_non_canonical_last_character_is_accepted() -> None:
+    # b64decode ignores the unused low bits: "R" instead of "Q" still decodes.
+    key = KEY[:21] + "R=="
+    assert len(base64.b64decode(key, validate=True)) == 16
+    response, _, _ = server_accept(
+        make_request(Sec_WebSocket_Key=key), select_subprotocol=no_subprotocol
+    )
+    assert response.headers["Sec-WebSocket-Accept"] == accept_key(key)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(["Upgrade", "upgrade", "UPGRADE", " Upgrade ", "keep-alive", "", ","])
+        | st.text(alphabet="upgrade ,", max_size=12),
+        max_size=3,
+    )
+)
+def test_has_token_agrees_with_the_token_list(values: list[str]) -> None:
+    expected = "upgrade" in [t.lower() for t in parse_token_list(values)]
+    assert handshake._has_token(values, "upgrade") is expected
+
+
+def test_accept_key_matches_b64encode() -> None:
+    for key in (KEY, generate_key(), generate_key()):
+        digest = hashlib.sha1((key + handshake.GUID).encode()).digest()
+        assert accept_key(key) == base64.b64encode(digest).decode()
+
+
+def test_server_accept_parsed_and_built_requests_agree() -> None:
+    # A parsed request (index built by the parser) and one built with
+    # Headers() (index built on first use) give the same 101.
+    built = make_request(Sec_WebSocket_Protocol="chat")
+    parsed = parse_request(built.serialize())
+    assert parsed is not None
+    select = lambda offered: offered[0]  # noqa: E731
+    a = server_accept(built, select_subprotocol=select)
+    b = server_accept(parsed[0], select_subprotocol=select)
+    assert a[0].serialize() == b[0].serialize()
+    assert a[1:] == b[1:] == ("chat", [])
+    assert list(a[0].headers.raw_items()) == [
+        ("Upgrade", "websocket"),
+        ("Connection", "Upgrade"),
+        ("Sec-WebSocket-Accept", ACCEPT),
+        ("Sec-WebSocket-Protocol", "chat"),
+    ]

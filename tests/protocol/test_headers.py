@@ -162,3 +162,39 @@ def test_header_injection_is_refused(name: str, value: str) -> None:
 def test_header_values_must_be_str() -> None:
     with pytest.raises(TypeError, match="must be str"):
         Headers({"X-A": 1})  # type: ignore[dict-item]
+
+
+@pytest.mark.parametrize("bad", ["\r", "\n", "\0"])
+@pytest.mark.parametrize("where", ["name", "value"])
+def test_each_forbidden_character_is_refused(bad: str, where: str) -> None:
+    headers = Headers()
+    name, value = ("X" + bad, "v") if where == "name" else ("X", "a" + bad + "b")
+    with pytest.raises(ValueError, match="CR, LF and NUL"):
+        headers[name] = value
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.tuples(NAMES, st.text(alphabet="abc 1", max_size=5)), max_size=12),
+    NAMES,
+)
+def test_contains_with_and_without_index(fields: list[tuple[str, str]], name: str) -> None:
+    # A short list is scanned before its index exists; the answer is the same.
+    expected = name.lower() in {n.lower() for n, _ in fields}
+    assert (name in Headers(fields)) is expected
+    indexed = Headers(fields)
+    indexed.get_all("x")  # builds the index
+    assert (name in indexed) is expected
+    assert 1 not in Headers(fields)
+
+
+def test_parsed_constructor() -> None:
+    fields = [("Upgrade", "websocket"), ("X", "1"), ("x", "2")]
+    headers = Headers._parsed(list(fields), None)
+    assert headers == Headers(fields)
+    assert list(headers.raw_items()) == fields
+    assert headers.get_all("X") == ["1", "2"]
+    indexed = Headers._parsed(list(fields), {"upgrade": ["websocket"], "x": ["1", "2"]})
+    assert indexed == headers
+    headers["Y"] = "3"  # still validated and indexed afterwards
+    assert headers["y"] == "3"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -10,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ripple.exceptions import InvalidHandshake, InvalidMessage, SecurityError
+from ripple.protocol import http11
 from ripple.protocol.headers import Headers
 from ripple.protocol.http11 import (
     MAX_BODY_SIZE,
@@ -644,3 +646,65 @@ def test_parsers_raise_only_invalid_handshake(data: bytes, parser: Parser) -> No
             if early is not None:
                 assert isinstance(early, type) and issubclass(early, InvalidHandshake), i
                 break
+
+
+# -- the fast path agrees with the line-by-line parse ----------------------------------
+
+
+def _outcome(parser: Callable[[bytes], Any], data: bytes) -> object:
+    """Everything observable about a parse: the request, field by field, or the error."""
+    try:
+        result = parser(data)
+    except InvalidHandshake as exc:
+        return type(exc), str(exc)
+    if result is None:
+        return None
+    request, consumed = result
+    fields = list(request.headers.raw_items())
+    return request.method, request.path, fields, consumed, request
+
+
+def test_fast_path_takes_the_usual_request() -> None:
+    end = REQUEST.find(b"\r\n\r\n")
+    request = http11._parse_request_fast(REQUEST, end)
+    assert request is not None
+    assert _outcome(parse_request, REQUEST) == _outcome(http11._parse_request_lines, REQUEST)
+    # Its names are interned like the slow path's.
+    for name, _ in request.headers.raw_items():
+        assert name is sys.intern(name)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        REQUEST,
+        b"GET / HTTP/1.1\r\n\r\n",
+        b"GET / HTTP/1.1\r\nX:   a  b \t\r\nX:\r\nY: \t\r\n\r\n",
+        b"GET /\xe9 HTTP/1.1\r\n\r\n",  # target isn't ASCII
+        b"GET /\x7f HTTP/1.1\r\n\r\n",  # target has a control character
+        b"GET / HTTP/1.0\r\n\r\n",
+        b"get / HTTP/1.1\r\nX-Latin: \xe9t\xe9\xff\x80\r\n\r\n",
+        b"GET / HTTP/1.1\r\n folded: x\r\n\r\n",
+        b"GET / HTTP/1.1\r\nX: a\x00b\r\n\r\n",
+        b"GET / HTTP/1.1\r\nX a\r\n\r\n",
+        b"GET / HTTP/1.1\r\nX\x80: a\r\n\r\n",
+        b"GET / HTTP/1.1\r\ncontent-LENGTH: 0\r\n\r\n",
+        b"GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+        b"GET / HTTP/1.1\r\n" + b"X: v\r\n" * MAX_HEADERS + b"\r\n",
+        b"GET / HTTP/1.1\r\n" + b"X: v\r\n" * (MAX_HEADERS + 1) + b"\r\n",
+        # Longer than a line: the fast path leaves the limits to the slow one.
+        b"GET / HTTP/1.1\r\nX: " + b"v" * MAX_LINE_LENGTH + b"\r\n\r\n",
+        b"GET / HTTP/1.1\r\nX: " + b"v" * 5000 + b"\r\nY: " + b"v" * 5000 + b"\r\n\r\n",
+        REQUEST + b"\x81\x80\x00\x00\x00\x00",
+    ],
+)
+def test_fast_path_agrees(data: bytes) -> None:
+    expected = _outcome(http11._parse_request_lines, data)
+    assert _outcome(parse_request, data) == expected
+    assert _outcome(parse_request, bytearray(data)) == expected  # type: ignore[arg-type]
+
+
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.binary(max_size=200) | http_soup())
+def test_fast_path_agrees_on_anything(data: bytes) -> None:
+    assert _outcome(parse_request, data) == _outcome(http11._parse_request_lines, data)

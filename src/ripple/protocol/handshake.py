@@ -6,6 +6,7 @@ import base64
 import binascii
 import hashlib
 import os
+import re
 from collections.abc import Callable, Sequence
 
 from ..exceptions import (
@@ -44,6 +45,9 @@ __all__ = [
 
 # §1.3: the GUID concatenated to the key before hashing.
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+# A key that b64decode(validate=True) turns into 16 bytes: checked without
+# decoding it; anything else takes the decoding check and its error.
+_KEY = re.compile(r"[A-Za-z0-9+/]{22}==")
 
 
 def printable(text: str) -> str:
@@ -91,7 +95,8 @@ def generate_key() -> str:
 def accept_key(key: str) -> str:
     """The Sec-WebSocket-Accept value for a key (§4.2.2)."""
     digest = hashlib.sha1((key + GUID).encode()).digest()
-    return base64.b64encode(digest).decode()
+    # What base64.b64encode does, without its Python-level wrapper.
+    return binascii.b2a_base64(digest, newline=False).decode()
 
 
 def parse_token_list(values: Sequence[str]) -> list[str]:
@@ -106,15 +111,23 @@ def _single(headers: Headers, name: str) -> str | None:
         raise InvalidHeader(name, "more than one " + name + " header") from None
 
 
+def _has_token(values: Sequence[str], token: str) -> bool:
+    # The usual single value that is the token itself, without the split.
+    if len(values) == 1 and values[0].lower() == token:
+        return True
+    return token in [t.lower() for t in parse_token_list(values)]
+
+
 def _check_upgrade(headers: Headers) -> None:
     # §4.2.1: Upgrade includes "websocket" and Connection includes "Upgrade",
     # both case-insensitive, possibly among other tokens.
-    connection = [t.lower() for t in parse_token_list(headers.get_all("Connection"))]
-    if "upgrade" not in connection:
-        raise InvalidUpgrade("Connection", ", ".join(headers.get_all("Connection")) or None)
-    upgrade = [t.lower() for t in parse_token_list(headers.get_all("Upgrade"))]
-    if "websocket" not in upgrade:
-        raise InvalidUpgrade("Upgrade", ", ".join(headers.get_all("Upgrade")) or None)
+    index = headers._index()  # one lookup per field, not get_all's copies
+    connection = index.get("connection", ())
+    if not _has_token(connection, "upgrade"):
+        raise InvalidUpgrade("Connection", ", ".join(connection) or None)
+    upgrade = index.get("upgrade", ())
+    if not _has_token(upgrade, "websocket"):
+        raise InvalidUpgrade("Upgrade", ", ".join(upgrade) or None)
 
 
 def check_origin(headers: Headers, origins: Sequence[str | None]) -> None:
@@ -161,6 +174,9 @@ def server_accept(
         HandshakeRejected: with the error response to send (400, 403, 405, 426).
     """
     headers = request.headers
+    # Lookups in the index itself: get_all copies, get() goes through the
+    # Mapping machinery; the values are only read here.
+    index = headers._index()
     if request.method != "GET":
         raise HandshakeRejected(
             reject(
@@ -168,7 +184,7 @@ def server_accept(
             ),
             f"method {request.method}",
         )
-    if not headers.get_all("Upgrade"):
+    if not index.get("upgrade"):
         # A plain HTTP request (a probe, a browser visiting the URL).
         raise HandshakeRejected(
             reject(
@@ -180,21 +196,27 @@ def server_accept(
         )
     try:
         _check_upgrade(headers)
-        if not headers.get_all("Host"):
+        hosts = index.get("host")
+        if not hosts:
             raise InvalidHeader("Host")
-        _single(headers, "Host")
-        key = _single(headers, "Sec-WebSocket-Key")
-        if key is None:
+        if len(hosts) > 1:
+            raise InvalidHeader("Host", "more than one Host header")
+        keys = index.get("sec-websocket-key")
+        if keys is None:
             raise InvalidHeader("Sec-WebSocket-Key")
-        try:
-            raw = base64.b64decode(key.encode(), validate=True)
-        except binascii.Error:
-            raise InvalidHeaderValue("Sec-WebSocket-Key", key) from None
-        if len(raw) != 16:
-            raise InvalidHeaderValue("Sec-WebSocket-Key", key)
+        if len(keys) > 1:
+            raise InvalidHeader("Sec-WebSocket-Key", "more than one Sec-WebSocket-Key header")
+        key = keys[0]
+        if _KEY.fullmatch(key) is None:
+            try:
+                raw = base64.b64decode(key.encode(), validate=True)
+            except binascii.Error:
+                raise InvalidHeaderValue("Sec-WebSocket-Key", key) from None
+            if len(raw) != 16:
+                raise InvalidHeaderValue("Sec-WebSocket-Key", key)
     except InvalidHeader as exc:
         raise HandshakeRejected(reject(400, str(exc)), str(exc)) from None
-    versions = headers.get_all("Sec-WebSocket-Version")
+    versions = index.get("sec-websocket-version", [])
     if versions != ["13"]:
         # §4.4: answer with the versions we speak.
         message = (
@@ -217,13 +239,18 @@ def server_accept(
         except InvalidHeader as exc:
             raise HandshakeRejected(reject(400, str(exc)), str(exc)) from None
 
-    response_headers = Headers()
-    response_headers["Upgrade"] = "websocket"
-    response_headers["Connection"] = "Upgrade"
-    response_headers["Sec-WebSocket-Accept"] = accept_key(key)
+    # Known-good fields (the accept is base64): no need for __setitem__'s checks.
+    response_headers = Headers._parsed(
+        [
+            ("Upgrade", "websocket"),
+            ("Connection", "Upgrade"),
+            ("Sec-WebSocket-Accept", accept_key(key)),
+        ],
+        None,
+    )
 
     extensions: list[Extension] = []
-    offers = headers.get_all("Sec-WebSocket-Extensions")
+    offers = index.get("sec-websocket-extensions")
     if offers and extension_factories:
         try:
             parsed = [h for value in offers for h in parse_extension_header(value)]
@@ -246,7 +273,8 @@ def server_accept(
                 accepted_headers
             )
 
-    offered = parse_token_list(headers.get_all("Sec-WebSocket-Protocol"))
+    protocols = index.get("sec-websocket-protocol")
+    offered = parse_token_list(protocols) if protocols else []
     subprotocol = select_subprotocol(offered) if offered else None
     if subprotocol is not None:
         if subprotocol not in offered:

@@ -41,6 +41,16 @@ _TOKEN = re.compile(rb"[-!#$%&'*+.^_`|~0-9a-zA-Z]+")
 _VALUE = re.compile(rb"[\x09\x20-\x7e\x80-\xff]*")
 _REQUEST_LINE = re.compile(rb"([-!#$%&'*+.^_`|~0-9a-zA-Z]+) ([^ ]+) HTTP/(\d)\.(\d)")
 _STATUS_LINE = re.compile(rb"HTTP/(\d)\.(\d) (\d{3})(?: ([\x09\x20-\x7e\x80-\xff]*))?")
+# The fast path: a whole valid request head (latin-1 decoded, up to its last
+# CRLF) in one match: what the line-by-line parse accepts, no more, so
+# anything else goes to that parse and gets its error. The target is
+# printable ASCII without spaces, as that parse requires.
+_FAST_HEAD = re.compile(
+    r"([-!#$%&'*+.^_`|~0-9a-zA-Z]+) ([!-~]+) HTTP/1\.1\r\n"
+    r"((?:[-!#$%&'*+.^_`|~0-9a-zA-Z]+:[\x09\x20-\x7e\x80-\xff]*\r\n)*)"
+)
+# One field of a head _FAST_HEAD matched; the value is rstripped after.
+_FAST_FIELD = re.compile(r"([-!#$%&'*+.^_`|~0-9a-zA-Z]+):[\t ]*([^\r]*)\r\n")
 
 STATUS_PHRASES: Final[dict[int, str]] = {
     101: "Switching Protocols",
@@ -165,6 +175,37 @@ def _parse_headers(lines: list[bytes]) -> Headers:
     return headers
 
 
+def _parse_request_fast(buf: bytes | bytearray, end: int) -> Request | None:
+    # A head no longer than a line can't break the size and line limits:
+    # only the field count is left to check. None: let parse_request decide.
+    if end > MAX_LINE_LENGTH:
+        return None
+    # One decode and two C scans instead of a loop of partition, strip and
+    # two matches per line: this runs for every connection.
+    match = _FAST_HEAD.fullmatch(buf[: end + 2].decode("latin-1"))
+    if match is None:
+        return None
+    method, path, block = match.groups()
+    if block.count("\r\n") > MAX_HEADERS:
+        return None
+    fields: list[tuple[str, str]] = []
+    index: dict[str, list[str]] = {}
+    intern = sys.intern
+    for name, value in _FAST_FIELD.findall(block):
+        value = value.rstrip(" \t")  # the regex took the leading whitespace
+        name = intern(name)  # as _parse_headers does
+        fields.append((name, value))
+        lower = name.lower()
+        if lower in index:
+            index[lower].append(value)
+        else:
+            index[lower] = [value]
+    if "content-length" in index or "transfer-encoding" in index:
+        return None  # refused below, with its message
+    # The handshake looks fields up next: hand the index over already built.
+    return Request(path, Headers._parsed(fields, index), method)
+
+
 def parse_request(buf: bytes | bytearray) -> tuple[Request, int] | None:
     """Parse a request head; return it and the bytes consumed, or None for more.
 
@@ -172,6 +213,16 @@ def parse_request(buf: bytes | bytearray) -> tuple[Request, int] | None:
         InvalidMessage: the request is malformed (answer 400).
         SecurityError: a limit was exceeded (answer 431).
     """
+    end = buf.find(b"\r\n\r\n")
+    if end >= 0:
+        request = _parse_request_fast(buf, end)
+        if request is not None:
+            return request, end + 4
+    return _parse_request_lines(buf)
+
+
+def _parse_request_lines(buf: bytes | bytearray) -> tuple[Request, int] | None:
+    # Line by line, with every limit and error; the reference for the fast path.
     split = _split_head(buf)
     if split is None:
         return None
