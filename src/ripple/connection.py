@@ -193,6 +193,8 @@ class Connection(asyncio.BufferedProtocol):
             pauses; a single message up to ``max_size`` is always accepted.
         write_limit: the transport's write buffer high-water mark: ``send()``
             waits while the buffer is above it.
+        loop: the running event loop, if the caller has it at hand (a server
+            does: asyncio.get_running_loop() costs a getpid() per call).
     """
 
     # No per-instance __dict__: idle connections are most of a server's memory.
@@ -246,8 +248,9 @@ class Connection(asyncio.BufferedProtocol):
         max_queue: int | None = 2**5,
         read_limit: int = 2**16,
         write_limit: int = 2**16,
+        loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
-        self.loop = asyncio.get_running_loop()
+        self.loop = loop if loop is not None else asyncio.get_running_loop()
         self.logger: logging.Logger | logging.LoggerAdapter[Any] = logger or logging.getLogger(
             f"ripple.{self.side_name}"
         )
@@ -531,7 +534,7 @@ class Connection(asyncio.BufferedProtocol):
         if not self._lost.done():
             self._lost.set_result(None)
         self._wake_waiters()
-        if p is not None:
+        if p is not None and self._pings:  # the exception only for waiters (per connection)
             closed = self._closed_exc()
             for pong_waiter, _ in self._pings.values():
                 if pong_waiter is not None and not pong_waiter.done():

@@ -84,7 +84,10 @@ class ConnectionClosed(WebSocketException):
         self.rcvd = rcvd
         self.sent = sent
         self.rcvd_then_sent = rcvd_then_sent
-        super().__init__(str(self))
+        # The constructor's arguments, not the message: str() is built when
+        # asked (most are caught unread, one per closed connection), and
+        # pickle and copy can rebuild the exception from args.
+        super().__init__(rcvd, sent, rcvd_then_sent)
 
     def __str__(self) -> str:
         if self.rcvd is None:

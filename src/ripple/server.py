@@ -759,6 +759,7 @@ class serve(Opening[Server]):
         )
         # Fail at the call, not at the first connection.
         check_options(**connection_kwargs)
+        self._connection_kwargs = connection_kwargs
         self._factory: Callable[[], ServerConnection] = lambda: ServerConnection(
             self.server, **connection_kwargs
         )
@@ -768,6 +769,7 @@ class serve(Opening[Server]):
 
     async def open(self) -> Server:
         loop = asyncio.get_running_loop()
+        self._connection_kwargs["loop"] = loop  # each connection needn't look it up
         if self._unix:
             server = await loop.create_unix_server(self._factory, self._path, **self._kwargs)
         else:
