@@ -358,9 +358,9 @@ class Connection(asyncio.BufferedProtocol):
 
     def get_buffer(self, sizehint: int) -> memoryview:
         p = self.protocol
-        if p is not None and p.sink is not None:
+        if p is not None and p.sink is not None and p.sink.in_place:
             # A large payload: read straight into the message (no copy).
-            return p.sink.missing()
+            return p.sink.missing()  # type: ignore[return-value]  # in place: a view
         try:
             return _reads.view  # type: ignore[no-any-return]  # inlined _read_buffer(): per read
         except AttributeError:
@@ -374,11 +374,15 @@ class Connection(asyncio.BufferedProtocol):
             self.handshake_data(_read_buffer()[:nbytes].tobytes())
             return
         self._rx_seen = True  # keepalive: the peer is alive
-        if p.sink is not None:
+        if p.sink is not None and p.sink.in_place:
             self._received(p, p.receive_sink(nbytes))
             return
         # The protocol copies out only what it keeps (messages, a partial frame).
-        self._received(p, p.receive_buffer(_reads.view, nbytes))
+        events = p.receive_buffer(_reads.view, nbytes)
+        if events and self._on_message is not None:
+            self._deliver(p, events)  # straight to the callback: one call less per read
+        else:
+            self._received(p, events)
 
     def data_received(self, data: bytes) -> None:
         p = self.protocol
@@ -427,13 +431,14 @@ class Connection(asyncio.BufferedProtocol):
 
     def _deliver(self, p: Protocol, events: list[Event]) -> None:
         # on_message(): each message to the callback, in the read callback.
-        for i, ev in enumerate(events):
+        it = iter(events)  # not enumerate(): the index is only for the rare switch
+        for ev in it:
             t = type(ev)
             if t is str or t is bytes:
                 callback = self._on_message
                 if callback is None:
                     # The callback called on_message(None): the rest is recv()'s.
-                    self._received(p, events[i:])
+                    self._received(p, [ev, *it])
                     return
                 try:
                     callback(ev)  # type: ignore[arg-type]

@@ -37,10 +37,15 @@ def impl(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str
 def test_fed_and_read_into_in_pieces(impl: str, masked: bool) -> None:
     wire = xor(PAYLOAD, KEY) if masked else PAYLOAD
     s = PayloadSink(0x82, KEY if masked else None, len(PAYLOAD))
+    assert s.in_place is (impl == "c")
     assert s.feed(wire[:1000]) == 1000
     pos = 1000
     while not s.done:
         room = s.missing()
+        if room is None:  # not in place: fed, as Protocol.receive_data does
+            assert s.feed(wire[pos : pos + 4096]) == min(4096, len(PAYLOAD) - pos)
+            pos += 4096
+            continue
         assert len(room) == len(PAYLOAD) - pos  # never empty before done
         n = min(4096, len(room))
         room[:n] = wire[pos : pos + n]  # as a socket read into get_buffer() would
@@ -63,8 +68,27 @@ def test_nothing_missing_once_done(impl: str) -> None:
     s = PayloadSink(0x82, KEY, 8)
     s.feed(xor(b"abcdefgh", KEY))
     view = s.missing()
-    assert len(view) == 0
+    assert view is None if impl == "python" else len(view) == 0
     assert s.payload() == b"abcdefgh"
+
+
+def test_huge_declared_sizes_grow_as_data_arrives(impl: str) -> None:
+    # Nothing is reserved for what a header merely declares past IN_PLACE_MAX.
+    for size in (sink_module.IN_PLACE_MAX + 1, 2**62):
+        s = PayloadSink(0x82, None, size)
+        assert not s.in_place and s.missing() is None
+        assert s.feed(b"abc") == 3 and not s.done
+
+
+def test_no_memory_for_in_place_means_growing(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_memory(size: int) -> tuple[bytes, memoryview]:
+        raise MemoryError
+
+    monkeypatch.setattr(sink_module, "payload_buffer_c", no_memory)
+    s = PayloadSink(0x82, KEY, 5)
+    assert not s.in_place
+    s.feed(xor(b"hello", KEY))
+    assert s.payload() == b"hello"
 
 
 def test_payload_is_taken_once(impl: str) -> None:

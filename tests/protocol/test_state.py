@@ -1358,11 +1358,13 @@ def feed_like_the_connection(proto: Protocol, data: bytes, sizes: list[int]) -> 
     while pos < len(data):
         size = max(1, sizes[i % len(sizes)])
         i += 1
-        target = proto.sink.missing() if proto.sink is not None else shared
+        in_place = proto.sink is not None and proto.sink.in_place
+        target = proto.sink.missing() if in_place else shared  # type: ignore[union-attr]
+        assert target is not None
         n = min(size, len(target), len(data) - pos)
         target[:n] = data[pos : pos + n]
         pos += n
-        if proto.sink is not None:
+        if in_place:
             events += proto.receive_sink(n)
         else:
             events += proto.receive_buffer(shared, n)
@@ -1390,6 +1392,19 @@ def test_large_binary_frames_read_in_place(side: Side, sizes: list[int]) -> None
     assert [type(e) for e in events if not isinstance(e, Ping)] == [str, bytes, bytes, bytes, str]
     assert_ok(proto)
     assert proto.sink is None and not proto._buf
+
+
+@pytest.mark.parametrize("side", SIDES)
+def test_a_huge_declared_length_reserves_nothing(side: Side) -> None:
+    # max_size=None: a header may declare 2^62 bytes; nothing is allocated
+    # for it up front, and what arrives is kept as it comes.
+    proto = Protocol(side, max_size=None)
+    wire = peer_frame(side, OP_BINARY, b"x" * 70000)
+    header = bytearray(wire[:10])
+    header[2:10] = (2**62).to_bytes(8, "big")  # the 64-bit length
+    assert proto.receive_data(bytes(header) + wire[10:]) == []
+    assert proto.sink is not None and not proto.sink.in_place
+    assert proto.failed is None
 
 
 def test_receive_sink_without_a_sink_is_a_programming_error() -> None:

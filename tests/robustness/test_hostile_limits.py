@@ -82,6 +82,37 @@ async def test_frame_declaring_a_huge_length_is_refused_before_its_payload(
         peer.writer.transport.abort()
 
 
+@pytest.mark.parametrize(("max_size", "declared"), [(None, 2**40), (2**25, 2**25)])
+async def test_declared_lengths_reserve_no_memory(
+    servers: Servers, max_size: int | None, declared: int
+) -> None:
+    # 50 connections each declare a huge frame (within max_size) and send
+    # 64 KiB of it. What a header declares isn't reserved in memory (in
+    # place: address space only; past IN_PLACE_MAX: grown as data arrives),
+    # so RSS grows by about what arrived, and the server keeps echoing.
+    server, url = await servers.start(echo, max_size=max_size, compression=None)
+    before = rss_kib()
+    peers = []
+    try:
+        for _ in range(50):
+            peer = await open_raw("127.0.0.1", server_port(server))
+            assert (await peer.handshake())[0] == 101
+            peer.writer.write(
+                b"\x82\xff" + struct.pack("!Q", declared) + b"\x00" * 4 + b"z" * 65536
+            )
+            peers.append(peer)
+        for peer in peers:
+            await within(peer.writer.drain())
+        stop = asyncio.Event()
+        assert await within(_echo_rounds(url, 20, stop)) == 20
+        grown = rss_kib() - before
+        # 3.2 MB arrived; 50 declared frames of 32 MiB would be 1.6 GB.
+        assert grown < 50 * 64 * 4 + 8192, f"RSS grew by {grown} KiB"
+    finally:
+        for peer in peers:
+            peer.writer.transport.abort()
+
+
 # -- fragments per message -----------------------------------------------------------
 
 MILLION = 1_000_000

@@ -7,16 +7,25 @@ I/O layer reads into :meth:`PayloadSink.missing` (asyncio's
 whole. Collecting the reads and joining them cost two more copies of the
 payload, each in fresh pages (page faults on every large message).
 
-With the C speedup the object is the final ``bytes``, written through a
-view before anyone else sees it; without it, a ``bytearray`` copied once at
-the end.
+In place needs the C speedup: the object is the final ``bytes``, allocated
+at the declared size without being written (so a peer that declares a large
+frame and sends nothing costs address space, not memory) and filled through
+a view before anyone else sees it. Without the speedup, or for frames over
+:data:`IN_PLACE_MAX`, the payload is copied into a ``bytearray`` that grows
+as data arrives, and :meth:`PayloadSink.missing` is None.
 """
 
 from __future__ import annotations
 
+from typing import Final
+
 from .masking import BytesLike, apply_mask, mask_inplace_c, payload_buffer_c
 
-__all__ = ["PayloadSink"]
+__all__ = ["IN_PLACE_MAX", "PayloadSink"]
+
+#: Larger payloads (max_size above it, or None) grow as they arrive instead:
+#: a declared length must not reserve unbounded memory before any data.
+IN_PLACE_MAX: Final = 2**26
 
 
 class PayloadSink:
@@ -35,48 +44,60 @@ class PayloadSink:
         self.key = key
         self.size = size
         self._at = 0
-        if payload_buffer_c is not None:
-            obj, view = payload_buffer_c(size)
-            self._obj: bytes | bytearray = obj
-        else:
-            self._obj = bytearray(size)
-            view = memoryview(self._obj)
-        self._view: memoryview | None = view
+        self._view: memoryview | None = None
+        self._obj: bytes | bytearray | None = bytearray()
+        if payload_buffer_c is not None and size <= IN_PLACE_MAX:
+            try:
+                self._obj, self._view = payload_buffer_c(size)
+            except MemoryError:
+                pass  # grow as data arrives, like without the speedup
+
+    @property
+    def in_place(self) -> bool:
+        """Whether the payload is read straight into it (see :meth:`missing`)."""
+        return self._view is not None
 
     @property
     def done(self) -> bool:
         """Whether the whole payload has arrived."""
         return self._at >= self.size
 
-    def missing(self) -> memoryview:
-        """A writable view of the part still to come (never empty before done)."""
-        assert self._view is not None
-        return self._view[self._at :]
+    def missing(self) -> memoryview | None:
+        """A writable view of the part still to come (never empty before
+        done), or None when the payload isn't received in place: feed it."""
+        view = self._view
+        return None if view is None else view[self._at :]
 
     def filled(self, nbytes: int) -> None:
         """``nbytes`` were written at the start of :meth:`missing`."""
+        assert self._view is not None, "not received in place: use feed()"
         self._at += nbytes
 
     def feed(self, data: BytesLike) -> int:
         """Copy what fits of ``data``; return how many bytes were taken."""
-        assert self._view is not None
         at = self._at
         n = min(len(data), self.size - at)
-        self._view[at : at + n] = memoryview(data)[:n]
+        if self._view is not None:
+            self._view[at : at + n] = memoryview(data)[:n]
+        else:
+            obj = self._obj
+            assert isinstance(obj, bytearray), "feed() after payload()"
+            obj += memoryview(data)[:n]
         self._at = at + n
         return n
 
     def payload(self) -> bytes:
         """The whole payload, unmasked. Call once, when :attr:`done`."""
         view, obj, key = self._view, self._obj, self.key
-        assert view is not None and self.done
+        assert self.done and obj is not None, "payload() is for a whole payload, once"
         self._view = None
-        if type(obj) is bytes:
+        self._obj = None
+        if view is not None:
+            assert type(obj) is bytes
             if key is not None:
                 assert mask_inplace_c is not None
                 mask_inplace_c(view, key)
             # The view doesn't own obj: drop it before obj is handed out.
             view.release()
             return obj
-        view.release()
         return apply_mask(obj, key) if key is not None else bytes(obj)

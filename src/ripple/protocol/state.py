@@ -223,9 +223,10 @@ class Protocol:
         #: The protocol error that failed the connection, if any.
         self.failed: ProtocolError | None = None
         self._buf = bytearray()
-        #: A large binary frame's payload being received in place, if any:
-        #: the I/O layer may read straight into ``sink.missing()`` and call
-        #: :meth:`receive_sink` instead of feeding bytes.
+        #: A large binary frame's payload being received, if any: while
+        #: ``sink.in_place``, the I/O layer may read straight into
+        #: ``sink.missing()`` and call :meth:`receive_sink` instead of
+        #: feeding bytes.
         self.sink: PayloadSink | None = None
         self._out: list[bytes] = []
         # While holding pongs (hold_pongs): the payload of the one owed, if any.
