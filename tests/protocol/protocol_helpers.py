@@ -8,9 +8,14 @@ not against the code under test.
 
 from __future__ import annotations
 
+import importlib
+import os
 import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from types import ModuleType
+
+import pytest
 
 from ripple.protocol.frames import OP_CLOSE, encode_frame
 from ripple.protocol.state import Event, Protocol
@@ -144,3 +149,14 @@ def feed(proto: Protocol, pieces: Iterable[bytes]) -> list[Event]:
 
 def feed_bytewise(proto: Protocol, data: bytes) -> list[Event]:
     return feed(proto, [data[i : i + 1] for i in range(len(data))])
+
+
+def speedups() -> ModuleType:
+    """ripple._speedups (even under RIPPLE_NO_SPEEDUPS=1); skipped when not
+    built, and a failure under CI=true, whose image has a compiler."""
+    try:
+        return importlib.import_module("ripple._speedups")
+    except ImportError:
+        if os.environ.get("CI") == "true":
+            pytest.fail("ripple._speedups is not built, but CI=true requires it")
+        pytest.skip("ripple._speedups (C extension) is not built")

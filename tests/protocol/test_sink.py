@@ -3,11 +3,8 @@ received in place, with the C speedup and without it."""
 
 from __future__ import annotations
 
-import importlib
-import os
-
 import pytest
-from protocol_helpers import KEY, xor
+from protocol_helpers import KEY, speedups, xor
 
 from ripple.protocol import sink as sink_module
 from ripple.protocol.sink import PayloadSink
@@ -21,12 +18,7 @@ def impl(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str
         monkeypatch.setattr(sink_module, "payload_buffer_c", None)
         monkeypatch.setattr(sink_module, "mask_inplace_c", None)
     else:
-        try:
-            c = importlib.import_module("ripple._speedups")
-        except ImportError:
-            if os.environ.get("CI") == "true":
-                pytest.fail("ripple._speedups is not built, but CI=true requires it")
-            pytest.skip("ripple._speedups (C extension) is not built")
+        c = speedups()
         # Set explicitly: under RIPPLE_NO_SPEEDUPS=1 the module holds None.
         monkeypatch.setattr(sink_module, "payload_buffer_c", c.payload_buffer)
         monkeypatch.setattr(sink_module, "mask_inplace_c", c.mask_inplace)
@@ -109,17 +101,8 @@ def test_payload_before_done_is_a_programming_error(impl: str) -> None:
 # -- the C helpers ---------------------------------------------------------------
 
 
-def _c() -> object:
-    try:
-        return importlib.import_module("ripple._speedups")
-    except ImportError:
-        if os.environ.get("CI") == "true":
-            pytest.fail("ripple._speedups is not built, but CI=true requires it")
-        pytest.skip("ripple._speedups (C extension) is not built")
-
-
 def test_payload_buffer_gives_bytes_and_a_writable_view() -> None:
-    c = _c()
+    c = speedups()
     payload, view = c.payload_buffer(5)  # type: ignore[attr-defined]
     assert type(payload) is bytes and len(payload) == 5
     assert not view.readonly and len(view) == 5
@@ -132,7 +115,7 @@ def test_payload_buffer_gives_bytes_and_a_writable_view() -> None:
 
 @pytest.mark.parametrize("size", [0, 1, 7, 64, 1000, 70000])
 def test_mask_inplace_matches_apply_mask(size: int) -> None:
-    c = _c()
+    c = speedups()
     data = bytes(i * 31 % 256 for i in range(size))
     buf = bytearray(data)
     c.mask_inplace(buf, KEY)  # type: ignore[attr-defined]
@@ -140,7 +123,7 @@ def test_mask_inplace_matches_apply_mask(size: int) -> None:
 
 
 def test_mask_inplace_refuses_bad_arguments() -> None:
-    c = _c()
+    c = speedups()
     with pytest.raises(ValueError, match="4 bytes"):
         c.mask_inplace(bytearray(4), b"abc")  # type: ignore[attr-defined]
     with pytest.raises(BufferError):

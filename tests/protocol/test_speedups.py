@@ -9,7 +9,6 @@ by hand from RFC 6455 §5.2.
 
 from __future__ import annotations
 
-import importlib
 import os
 from types import ModuleType
 from typing import Any
@@ -17,25 +16,15 @@ from typing import Any
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
-from protocol_helpers import KEY, close_codes, feed, raw_frame, split
+from protocol_helpers import KEY, close_codes, feed, raw_frame, speedups, split
 
 from ripple.protocol import state
 from ripple.protocol.state import CLIENT, SERVER, Protocol, Side
 
 
-def _speedups() -> ModuleType:
-    try:
-        return importlib.import_module("ripple._speedups")
-    except ImportError:
-        # The CI image has a compiler: a missing extension there is a build bug.
-        if os.environ.get("CI") == "true":
-            pytest.fail("ripple._speedups is not built, but CI=true requires it")
-        pytest.skip("ripple._speedups (C extension) is not built")
-
-
 @pytest.fixture
 def c() -> ModuleType:
-    return _speedups()
+    return speedups()
 
 
 def frame(side: Side, b0: int, payload: bytes, **kw: Any) -> bytes:
@@ -129,7 +118,7 @@ def test_programming_errors_raise(c: ModuleType, args: tuple[Any, ...], exc: typ
 def _run(side: Side, pieces: list[bytes], max_size: int, use_c: bool) -> tuple[Any, ...]:
     # Set explicitly: under RIPPLE_NO_SPEEDUPS=1 the module holds None.
     saved = state.parse_frames_c
-    state.parse_frames_c = _speedups().parse_frames if use_c else None  # type: ignore[misc]
+    state.parse_frames_c = speedups().parse_frames if use_c else None  # type: ignore[misc]
     try:
         proto = Protocol(side, max_size=max_size)
         events = feed(proto, pieces)
@@ -166,7 +155,7 @@ def test_c_and_python_parsers_agree(
     sizes: list[int],
     max_size: int,
 ) -> None:
-    _speedups()
+    speedups()
     data = b""
     for b0, payload, wrong_mask in frames:
         masked = (side is SERVER) is not wrong_mask
