@@ -749,7 +749,8 @@ def markdown(
         "- Server: `bench/servers/<library>_server.py`, a fresh process per measurement, "
         f"pinned to CPU {p['server_cpu']}, keepalive pings off, compression off, "
         "max message size 4 MiB, each library's defaults otherwise. Handlers: "
-        "`async for message in ws: await ws.send(message)` (aiohttp: `send_str`/"
+        "`async for message in ws: await ws.send(message)` (ripple-cb: "
+        "`ws.on_message(ws.send_nowait)`; aiohttp: `send_str`/"
         "`send_bytes`; picows: a `WSListener` sending the decoded text back, binary as "
         "the frame's memoryview).",
         f"- Load generator: `bench/loadgen.py` on uvloop, pinned to CPU {p['loadgen_cpu']}, "
