@@ -20,6 +20,7 @@ from aio_helpers import (
     server_port,
     within,
 )
+from ripple import connection as connection_module
 from ripple.protocol.state import CLOSED, CLOSING, OPEN
 
 pytestmark = pytest.mark.timeout(20)
@@ -764,3 +765,18 @@ async def test_send_nowait_refuses_during_a_fragmented_send(pair: Pair) -> None:
     release.set()
     await within(sending)
     assert await within(client.recv()) == "ab"
+
+
+@pytest.mark.parametrize("joins", [True, False])
+async def test_large_bytes_arrive_whole_either_way_they_are_written(
+    pair: Pair, monkeypatch: pytest.MonkeyPatch, joins: bool
+) -> None:
+    # Two writes (asyncio before 3.12, whose writelines() copies) or one
+    # writelines(): the same frame on the wire.
+    monkeypatch.setattr(connection_module, "_WRITELINES_JOINS", joins)
+    client, server = pair
+    payload = bytes(range(256)) * 1000
+    await server.send(payload)
+    server.send_nowait(payload[::-1])
+    assert await within(client.recv()) == payload
+    assert await within(client.recv()) == payload[::-1]

@@ -24,6 +24,7 @@ import collections
 import logging
 import os
 import struct
+import sys
 import threading
 import uuid
 from collections.abc import AsyncIterable, Callable, Coroutine, Iterable, Mapping
@@ -91,6 +92,10 @@ def check_options(
 # the frame (header and payload as two buffers): below it, a copy is cheaper
 # than a second buffer.
 _NO_COPY_SIZE = 2**16
+
+# asyncio's own transports join writelines()' buffers before Python 3.12
+# (3.12 sends them with sendmsg); uvloop's use writev.
+_WRITELINES_JOINS = sys.version_info < (3, 12)
 
 # Broadcast frames are queued per connection up to this many bytes; a larger
 # frame, or one that would make the queue larger, is written at once (after
@@ -755,13 +760,19 @@ class Connection(asyncio.BufferedProtocol):
             if head is None:
                 data = p.send_binary(message)  # type: ignore[arg-type]
             else:
-                # Large and immutable: header and payload as two buffers (one
-                # writev on uvloop and Python 3.12+), not a copy of the payload.
+                # Large and immutable: header and payload as two buffers, not
+                # a copy of the payload into the frame.
                 transport = self.transport
                 assert transport is not None
                 if self._pending is not None:
                     self._flush_pending()
-                transport.writelines((head, message))  # type: ignore[arg-type]
+                if _WRITELINES_JOINS and not type(transport).__module__.startswith("uvloop"):
+                    # asyncio before 3.12 joins writelines() (a copy in fresh
+                    # pages); two writes send the payload from where it is.
+                    transport.write(head)
+                    transport.write(message)  # type: ignore[arg-type]
+                else:
+                    transport.writelines((head, message))  # type: ignore[arg-type]  # one writev
                 return True
         elif t is bytes or isinstance(message, (bytes, bytearray, memoryview)):
             data = p.send_binary(message)  # type: ignore[arg-type]
