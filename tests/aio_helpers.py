@@ -25,6 +25,14 @@ GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 BOUND = 5.0
 
 
+async def gated_parts(first: str, second: str, release: asyncio.Event) -> AsyncIterator[str]:
+    """Two fragments with a wait between them: a fragmented send held open
+    until ``release`` is set."""
+    yield first
+    await release.wait()
+    yield second
+
+
 async def within(aw: Awaitable[Any], seconds: float = BOUND) -> Any:
     """Await with a generous upper bound (works on Python 3.10 too)."""
     return await asyncio.wait_for(aw, seconds)

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 import ripple
-from aio_helpers import Parked, Servers, eventually, server_port, within
+from aio_helpers import Parked, Servers, eventually, gated_parts, server_port, within
 from ripple.protocol.deflate import PerMessageDeflate, ServerPerMessageDeflateFactory
 
 pytestmark = pytest.mark.timeout(30)
@@ -170,12 +170,7 @@ async def test_broadcast_skips_connection_sending_fragments(group: Any) -> None:
     clients, conns = group
     release = asyncio.Event()
 
-    async def fragments() -> AsyncIterator[str]:
-        yield "frag-1 "
-        await release.wait()
-        yield "frag-2"
-
-    sending = asyncio.create_task(conns[0].send(fragments()))
+    sending = asyncio.create_task(conns[0].send(gated_parts("frag-1 ", "frag-2", release)))
     await asyncio.sleep(0.01)
     ripple.broadcast(conns, "broadcast")
     with pytest.raises(EXCEPTION_GROUP) as info:

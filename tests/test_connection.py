@@ -16,6 +16,7 @@ from aio_helpers import (
     Servers,
     build_frame,
     eventually,
+    gated_parts,
     open_raw,
     server_port,
     within,
@@ -230,12 +231,7 @@ async def test_concurrent_fragmented_sends_dont_interleave(pair: Pair) -> None:
     client, server = pair
     release = asyncio.Event()
 
-    async def slow() -> AsyncIterator[str]:
-        yield "slow-1 "
-        await release.wait()
-        yield "slow-2"
-
-    first = asyncio.create_task(client.send(slow()))
+    first = asyncio.create_task(client.send(gated_parts("slow-1 ", "slow-2", release)))
     await asyncio.sleep(0.01)
     second = asyncio.create_task(client.send("plain"))
     await asyncio.sleep(0.01)
@@ -753,12 +749,7 @@ async def test_send_nowait_refuses_during_a_fragmented_send(pair: Pair) -> None:
     client, server = pair
     release = asyncio.Event()
 
-    async def parts() -> AsyncIterator[str]:
-        yield "a"
-        await release.wait()
-        yield "b"
-
-    sending = asyncio.ensure_future(server.send(parts()))
+    sending = asyncio.ensure_future(server.send(gated_parts("a", "b", release)))
     await eventually(lambda: server._send_frag is not None)
     with pytest.raises(ripple.ConcurrencyError, match="fragmented"):
         server.send_nowait("c")

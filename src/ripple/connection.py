@@ -383,11 +383,7 @@ class Connection(asyncio.BufferedProtocol):
             self._received(p, p.receive_sink(nbytes))
             return
         # The protocol copies out only what it keeps (messages, a partial frame).
-        events = p.receive_buffer(_reads.view, nbytes)
-        if events and self._on_message is not None:
-            self._deliver(p, events)  # straight to the callback: one call less per read
-        else:
-            self._received(p, events)
+        self._received(p, p.receive_buffer(_reads.view, nbytes))
 
     def data_received(self, data: bytes) -> None:
         p = self.protocol
@@ -399,8 +395,8 @@ class Connection(asyncio.BufferedProtocol):
 
     def _received(self, p: Protocol, events: list[Event]) -> None:
         if events and self._on_message is not None:
-            self._deliver(p, events)
-        elif events:
+            events = self._deliver(p, events)  # what's left is recv()'s
+        if events:
             q = self._queue
             if q is None:
                 q = self._queue = collections.deque()
@@ -434,17 +430,16 @@ class Connection(asyncio.BufferedProtocol):
         if p._out or p._discard:
             self._after_receive(p)
 
-    def _deliver(self, p: Protocol, events: list[Event]) -> None:
-        # on_message(): each message to the callback, in the read callback.
+    def _deliver(self, p: Protocol, events: list[Event]) -> list[Event]:
+        """on_message(): each message to the callback, in the read callback.
+        Returns the events left for recv() if the callback switched back."""
         it = iter(events)  # not enumerate(): the index is only for the rare switch
         for ev in it:
             t = type(ev)
             if t is str or t is bytes:
                 callback = self._on_message
                 if callback is None:
-                    # The callback called on_message(None): the rest is recv()'s.
-                    self._received(p, [ev, *it])
-                    return
+                    return [ev, *it]  # on_message(None) from the callback
                 try:
                     callback(ev)  # type: ignore[arg-type]
                 except Exception:
@@ -452,11 +447,10 @@ class Connection(asyncio.BufferedProtocol):
                     self._on_message = None
                     if p.state is OPEN:
                         self._start_close(p, 1011, "internal error")
-                    return
+                    return []
             elif t is Pong:
                 self._pong(ev.data)  # type: ignore[union-attr]
-        if p._out or p._discard:
-            self._after_receive(p)
+        return []
 
     def on_message(self, callback: Callable[[Data], object] | None) -> None:
         """Hand each message to ``callback`` as it arrives, instead of
@@ -486,17 +480,13 @@ class Connection(asyncio.BufferedProtocol):
         if callback is not None and self._recv_waiter is not None:
             raise ConcurrencyError("recv() is waiting for the next message; it would never get it")
         self._on_message = callback
-        if callback is None:
-            if self._reading_paused and not self._writing_paused:
-                self._maybe_resume_reading()
-            return
         q = self._queue
-        if q:
-            queued = list(q)
+        if callback is not None and q and self.protocol is not None:
+            queued: list[Event] = list(q)
             q.clear()
-            self._qbytes = 0
-            if self.protocol is not None:
-                self._deliver(self.protocol, queued)  # type: ignore[arg-type]
+            left = self._deliver(self.protocol, queued)
+            q.extend(left)  # type: ignore[arg-type]  # messages only: they were queued
+            self._qbytes = sum(len(m) for m in q)
         if self._reading_paused and not self._writing_paused:
             self._maybe_resume_reading()
 

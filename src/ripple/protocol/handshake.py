@@ -26,7 +26,7 @@ from .extensions import (
     parse_extension_header,
     serialize_extension_header,
 )
-from .headers import Headers, MultipleValuesError
+from .headers import Headers
 from .http11 import Request, Response
 from .uri import WebSocketURI
 
@@ -105,10 +105,13 @@ def parse_token_list(values: Sequence[str]) -> list[str]:
 
 
 def _single(headers: Headers, name: str) -> str | None:
-    try:
-        return headers.get(name)
-    except MultipleValuesError:
-        raise InvalidHeader(name, "more than one " + name + " header") from None
+    # The index itself: get() goes through the Mapping machinery.
+    values = headers._index().get(name.lower())
+    if not values:
+        return None
+    if len(values) > 1:
+        raise InvalidHeader(name, "more than one " + name + " header")
+    return values[0]
 
 
 def _has_token(values: Sequence[str], token: str) -> bool:
@@ -196,17 +199,11 @@ def server_accept(
         )
     try:
         _check_upgrade(headers)
-        hosts = index.get("host")
-        if not hosts:
+        if _single(headers, "Host") is None:
             raise InvalidHeader("Host")
-        if len(hosts) > 1:
-            raise InvalidHeader("Host", "more than one Host header")
-        keys = index.get("sec-websocket-key")
-        if keys is None:
+        key = _single(headers, "Sec-WebSocket-Key")
+        if key is None:
             raise InvalidHeader("Sec-WebSocket-Key")
-        if len(keys) > 1:
-            raise InvalidHeader("Sec-WebSocket-Key", "more than one Sec-WebSocket-Key header")
-        key = keys[0]
         if _KEY.fullmatch(key) is None:
             try:
                 raw = base64.b64decode(key.encode(), validate=True)

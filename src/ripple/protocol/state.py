@@ -680,9 +680,7 @@ class Protocol:
     def send_binary(self, data: bytes | bytearray | memoryview, fin: bool = True) -> bytes:
         """Encode a binary frame (or the first frame of a fragmented binary message)."""
         if self.state is OPEN and not self._send_frag_op and not self.extensions and fin:
-            if encode_frame_c is not None and not self.mask:
-                return encode_frame_c(OP_BINARY, data)  # one allocation, no concat
-            return encode_frame(OP_BINARY, data, True, 0, self.mask)
+            return encode_frame(OP_BINARY, data, True, 0, self.mask)  # C when unmasked
         return self._encode(self._check_send(OP_BINARY, fin), bytes(data), fin)
 
     def send_binary_head(self, length: int) -> bytes | None:
