@@ -1,4 +1,5 @@
-"""Tests for the C frame parser and encoder in ripple/_speedups.c (used by state.py).
+"""Tests for the C frame parser and encoder in ripple/_speedups.c (used by state.py
+and sending.py).
 
 Masking has its own tests (tests/protocol/test_masking.py). Here the C
 ``parse_frames`` is checked against the Python parser it sits in front of:
@@ -18,7 +19,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from protocol_helpers import KEY, close_codes, feed, raw_frame, speedups, split
 
-from ripple.protocol import state
+from ripple.protocol import sending, state
 from ripple.protocol.state import CLIENT, SERVER, Protocol, Side
 
 
@@ -202,7 +203,7 @@ def test_encode_errors(c: ModuleType, args: tuple[Any, ...], exc: type) -> None:
 def test_protocol_uses_the_c_parser_and_encoder_unless_disabled(c: ModuleType) -> None:
     if os.environ.get("RIPPLE_NO_SPEEDUPS") == "1":
         assert state.parse_frames_c is None
-        assert state.encode_frame_c is None
+        assert sending.encode_frame_c is None
     else:
         assert state.parse_frames_c is c.parse_frames
-        assert state.encode_frame_c is c.encode_frame
+        assert sending.encode_frame_c is c.encode_frame

@@ -1,29 +1,29 @@
 """The WebSocket protocol after the handshake, sans I/O (RFC 6455 §5-§7).
 
 Bytes go in through :meth:`Protocol.receive_data`, which returns the events
-they complete; calls go in through the ``send_*`` methods, which return the
-bytes to write. Replies the protocol owes the peer on its own (pongs, the
-close echo) collect in :meth:`Protocol.data_to_send`.
+they complete (:mod:`ripple.protocol.events`); calls go in through the
+``send_*`` methods (:mod:`ripple.protocol.sending`), which return the bytes
+to write. Replies the protocol owes the peer on its own (pongs, the close
+echo) collect in :meth:`Protocol.data_to_send`.
 
-Events are chosen for the common case: a complete message is returned as the
-``str`` or ``bytes`` itself, with no wrapper; only pings and pongs are
-:class:`Ping` and :class:`Pong` objects. The closing handshake shows in
-:attr:`Protocol.close_rcvd`, :attr:`Protocol.close_sent` and
-:attr:`Protocol.close_transport`.
+The closing handshake shows in :attr:`Protocol.close_rcvd`,
+:attr:`Protocol.close_sent` and :attr:`Protocol.close_transport`.
 
 A protocol violation never raises out of :meth:`receive_data`: it fails the
 connection (§7.1.7), queuing a close frame with the error's code, and records
 the error in :attr:`Protocol.failed`.
+
+The names of :mod:`ripple.protocol.events` are importable from here too.
 """
 
 from __future__ import annotations
 
 import codecs
-import enum
 from collections.abc import Sequence
-from typing import Final, Union
+from typing import Final
 
-from ..exceptions import InvalidState, InvalidUTF8, PayloadTooBig, ProtocolError
+from ..exceptions import InvalidUTF8, PayloadTooBig, ProtocolError
+from .events import CLIENT, CLOSED, CLOSING, OPEN, SERVER, Event, Ping, Pong, Side, State
 from .extensions import Extension, Frame
 from .frames import (
     FIN,
@@ -35,65 +35,30 @@ from .frames import (
     OP_PING,
     OP_PONG,
     OP_TEXT,
-    PACK_4,
-    PACK_10,
     UNPACK_H,
     UNPACK_Q,
     Close,
-    check_close,
     encode_frame,
 )
-from .masking import apply_mask, encode_frame_c, parse_frames_c, unmask_frame
+from .masking import apply_mask, parse_frames_c, unmask_frame
+from .sending import SendingMixin
 from .sink import PayloadSink
 
-__all__ = ["Event", "Ping", "Pong", "Protocol", "Side", "State"]
+__all__ = [
+    "CLIENT",
+    "CLOSED",
+    "CLOSING",
+    "OPEN",
+    "SERVER",
+    "Event",
+    "Ping",
+    "Pong",
+    "Protocol",
+    "Side",
+    "State",
+]
 
 _utf8_decoder = codecs.getincrementaldecoder("utf-8")
-
-
-class Side(enum.IntEnum):
-    SERVER = 0
-    CLIENT = 1
-
-
-class State(enum.IntEnum):
-    OPEN = 1
-    CLOSING = 2
-    CLOSED = 3
-
-
-SERVER: Final = Side.SERVER
-CLIENT: Final = Side.CLIENT
-OPEN: Final = State.OPEN
-CLOSING: Final = State.CLOSING
-CLOSED: Final = State.CLOSED
-
-
-class Ping:
-    """A ping was received (the protocol already queued the pong)."""
-
-    __slots__ = ("data",)
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-
-    def __repr__(self) -> str:
-        return f"Ping({self.data!r})"
-
-
-class Pong:
-    """A pong was received."""
-
-    __slots__ = ("data",)
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-
-    def __repr__(self) -> str:
-        return f"Pong({self.data!r})"
-
-
-Event = Union[str, bytes, Ping, Pong]
 
 
 # Binary frames at least this large (header included) that arrive in several
@@ -133,7 +98,7 @@ def _short(message: str) -> str:
     return data[:120].decode(errors="ignore") if len(data) > 123 else message
 
 
-class Protocol:
+class Protocol(SendingMixin):
     """One side of an open WebSocket connection.
 
     Args:
@@ -142,6 +107,7 @@ class Protocol:
         extensions: extensions negotiated in the handshake, in order.
     """
 
+    # With SendingMixin's (state, the send side of closing and fragmentation).
     __slots__ = (
         "_buf",
         "_cfast",
@@ -161,11 +127,7 @@ class Protocol:
         "_masked_in",
         "_out",
         "_part_done",
-        "_send_frag_op",
         "close_rcvd",
-        "close_rcvd_then_sent",
-        "close_sent",
-        "close_transport",
         "defer_failure",
         "extensions",
         "failed",
@@ -174,7 +136,6 @@ class Protocol:
         "pending_failure",
         "side",
         "sink",
-        "state",
     )
 
     def __init__(
@@ -641,99 +602,6 @@ class Protocol:
         if out:
             self._out = []
         return out
-
-    # -- sending -----------------------------------------------------------
-
-    def _encode(self, opcode: int, data: bytes, fin: bool) -> bytes:
-        if self.extensions:
-            frame = Frame(opcode, data, fin, 0)
-            for ext in self.extensions:
-                frame = ext.encode(frame)
-            return encode_frame(frame.opcode, frame.data, frame.fin, frame.rsv, self.mask)
-        return encode_frame(opcode, data, fin, 0, self.mask)
-
-    def _check_send(self, opcode: int, fin: bool) -> int:
-        # Returns the opcode to put on the wire, tracking fragmentation.
-        if self.state is not OPEN:
-            raise InvalidState(f"cannot send a message: connection is {self.state.name}")
-        if self._send_frag_op:
-            if opcode != OP_CONT:
-                raise InvalidState("a fragmented message is being sent; send continuations")
-            if fin:
-                self._send_frag_op = 0
-            return OP_CONT
-        if opcode == OP_CONT:
-            raise InvalidState("no fragmented message is being sent")
-        if not fin:
-            self._send_frag_op = opcode
-        return opcode
-
-    def send_text(self, data: str, fin: bool = True) -> bytes:
-        """Encode a text frame (or the first frame of a fragmented text message)."""
-        if self.state is OPEN and not self._send_frag_op and not self.extensions and fin:
-            # Common case first: one frame, no extension.
-            if encode_frame_c is not None and not self.mask:
-                return encode_frame_c(OP_TEXT, data)  # no intermediate UTF-8 bytes
-            return encode_frame(OP_TEXT, data.encode(), True, 0, self.mask)
-        return self._encode(self._check_send(OP_TEXT, fin), data.encode(), fin)
-
-    def send_binary(self, data: bytes | bytearray | memoryview, fin: bool = True) -> bytes:
-        """Encode a binary frame (or the first frame of a fragmented binary message)."""
-        if self.state is OPEN and not self._send_frag_op and not self.extensions and fin:
-            return encode_frame(OP_BINARY, data, True, 0, self.mask)  # C when unmasked
-        return self._encode(self._check_send(OP_BINARY, fin), bytes(data), fin)
-
-    def send_binary_head(self, length: int) -> bytes | None:
-        """The header of a whole binary frame of ``length`` bytes (at least 126)
-        whose payload the caller writes right after it, as is: no copy of a
-        large payload into the frame. None when the frame can't be sent that
-        way (masked, extensions, a fragmented message being sent, not open):
-        use :meth:`send_binary`.
-        """
-        if self.state is not OPEN or self._send_frag_op or self.extensions or self.mask:
-            return None
-        if length < 65536:
-            return PACK_4(0x80 | OP_BINARY, 126, length)
-        return PACK_10(0x80 | OP_BINARY, 127, length)
-
-    def send_continuation(self, data: bytes, fin: bool) -> bytes:
-        """Encode the next frame of a message being sent in fragments."""
-        return self._encode(self._check_send(OP_CONT, fin), data, fin)
-
-    def _check_control(self, data: bytes) -> None:
-        if self.close_sent is not None or self.state is CLOSED:
-            raise InvalidState("cannot send a control frame after a close frame")
-        if len(data) > 125:
-            raise ProtocolError(f"control frame payload is {len(data)} bytes; at most 125")
-
-    def send_ping(self, data: bytes) -> bytes:
-        """Encode a ping."""
-        self._check_control(data)
-        return encode_frame(OP_PING, data, mask=self.mask)
-
-    def send_pong(self, data: bytes) -> bytes:
-        """Encode a pong."""
-        self._check_control(data)
-        return encode_frame(OP_PONG, data, mask=self.mask)
-
-    def send_close(self, code: int = 1000, reason: str = "") -> bytes:
-        """Start (or finish) the closing handshake; b"" if a close was already sent.
-
-        Raises:
-            ProtocolError: the code can't be sent or the reason is too long.
-        """
-        payload = check_close(code, reason)
-        if self.close_sent is not None or self.state is CLOSED:
-            return b""
-        self.close_sent = Close(code, reason) if payload else Close(1005, "")
-        if self.close_rcvd is not None:
-            self.close_rcvd_then_sent = True
-            if self.side is SERVER:
-                self.close_transport = True
-        else:
-            self.close_rcvd_then_sent = False
-        self.state = CLOSING
-        return encode_frame(OP_CLOSE, payload, mask=self.mask)
 
     # -- state -------------------------------------------------------------
 

@@ -1,0 +1,71 @@
+"""What the protocol after the handshake reports: sides, states and events.
+
+Events are chosen for the common case: a complete message is returned as the
+``str`` or ``bytes`` itself, with no wrapper; only pings and pongs are
+:class:`Ping` and :class:`Pong` objects. :class:`Side` and :class:`State`
+come with module-level aliases for their members (``SERVER``, ``OPEN``...),
+which the hot path compares against with ``is``.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Final, Union
+
+__all__ = [
+    "CLIENT",
+    "CLOSED",
+    "CLOSING",
+    "OPEN",
+    "SERVER",
+    "Event",
+    "Ping",
+    "Pong",
+    "Side",
+    "State",
+]
+
+
+class Side(enum.IntEnum):
+    SERVER = 0
+    CLIENT = 1
+
+
+class State(enum.IntEnum):
+    OPEN = 1
+    CLOSING = 2
+    CLOSED = 3
+
+
+SERVER: Final = Side.SERVER
+CLIENT: Final = Side.CLIENT
+OPEN: Final = State.OPEN
+CLOSING: Final = State.CLOSING
+CLOSED: Final = State.CLOSED
+
+
+class Ping:
+    """A ping was received (the protocol already queued the pong)."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def __repr__(self) -> str:
+        return f"Ping({self.data!r})"
+
+
+class Pong:
+    """A pong was received."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def __repr__(self) -> str:
+        return f"Pong({self.data!r})"
+
+
+Event = Union[str, bytes, Ping, Pong]
