@@ -24,6 +24,9 @@ GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 #: The bound for anything that should happen "soon" in these tests.
 BOUND = 5.0
 
+#: What the ``pair`` fixture yields: a client and the server side of its connection.
+Pair = tuple[ripple.ClientConnection, ripple.ServerConnection]
+
 
 async def gated_parts(first: str, second: str, release: asyncio.Event) -> AsyncIterator[str]:
     """Two fragments with a wait between them: a fragmented send held open
@@ -319,3 +322,16 @@ else:  # pragma: no cover - Python 3.10 has no asyncio.timeout
             raise
         finally:
             handle.cancel()
+
+
+async def connect_many(
+    servers: Servers, n: int, **server_options: Any
+) -> tuple[list[ripple.ClientConnection], list[ripple.ServerConnection]]:
+    parked = Parked()
+    server_options.setdefault("compression", None)  # plain frames unless asked
+    _, url = await servers.start(parked, **server_options)
+    clients = [await within(ripple.connect(url)) for _ in range(n)]
+    conns = [await parked.next() for _ in range(n)]
+    # Order the server connections like the clients.
+    by_addr = {c.remote_address: c for c in conns}
+    return clients, [by_addr[c.local_address] for c in clients]

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 
 import ripple
-from aio_helpers import Parked, RawServer, Servers, echo, within
+from aio_helpers import Pair, Parked, RawServer, Servers, connect_many, echo, within
 
 
 @pytest.fixture
@@ -43,7 +43,7 @@ async def echo_url(servers: Servers) -> str:
 @pytest.fixture
 async def pair(
     servers: Servers,
-) -> AsyncIterator[tuple[ripple.ClientConnection, ripple.ServerConnection]]:
+) -> AsyncIterator[Pair]:
     """A connected (client, server-side connection) pair; the server handler
     just waits, so the test drives both ends."""
     parked = Parked()
@@ -66,3 +66,16 @@ def sock_path() -> Iterator[str]:
         yield os.path.join(d, "ws.sock")
     finally:
         shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture
+async def group(
+    servers: Servers,
+) -> AsyncIterator[tuple[list[ripple.ClientConnection], list[ripple.ServerConnection]]]:
+    clients, conns = await connect_many(servers, 20)
+    try:
+        yield clients, conns
+    finally:
+        for client in clients:
+            if client.transport is not None:
+                client.transport.abort()

@@ -1,20 +1,26 @@
-"""One asyncio protocol per socket: recv, send, ping, close, flow control, keepalive.
+"""One asyncio protocol per socket: the connection a handler gets.
 
-This is the hot path. The rules it follows (see DESIGN.md):
+A :class:`Connection` is built in layers, one concern per module, each
+class deriving from the one below:
 
-- ``data_received`` parses every complete frame in the chunk in one call and
-  wakes a waiting ``recv()`` at most once.
-- ``recv()`` on a non-empty queue returns without suspending.
-- ``send()`` encodes and writes at once; it suspends only while the transport
-  has paused writing (its buffer is above ``write_limit``).
-- keepalive uses ``loop.call_later`` timers, not a task per connection.
+- :mod:`ripple.writing` (``Writer``): writes in call order, and the queue
+  that coalesces broadcast frames per loop iteration;
+- :mod:`ripple.closing` (``Closing``): acting on the protocol's output,
+  failing, the closing handshake and its timers;
+- :mod:`ripple.sending` (``Sending``): ``send()``, ``send_nowait()``,
+  fragmented messages, waiting for the write buffer to drain;
+- :mod:`ripple.keepalive` (``Keepalive``): ``ping()``, ``pong()`` and the
+  keepalive timers;
+- this module: the protocol callbacks, the properties, and receiving.
+
+Receiving is the hot path. The rules it follows (see DESIGN.md):
+
+- every complete frame of a read is parsed in one call, and a waiting
+  ``recv()`` is woken at most once per read;
+- ``recv()`` on a non-empty queue returns without suspending;
 - reads go into one buffer per thread (``asyncio.BufferedProtocol``), and
-  what arrived is copied out: no 256 KiB bytes object per read.
-- ``broadcast()`` doesn't write at once: it queues its frames on each
-  connection, and one callback per loop iteration writes each connection's
-  queued frames with one ``transport.write`` (a burst of K broadcasts costs
-  one send syscall per connection, not K). Every other write first writes
-  what is queued, so bytes go out in the order they were sent.
+  what arrived is copied out: no 256 KiB bytes object per read. A large
+  payload is read straight into the message (``protocol/sink.py``).
 """
 
 from __future__ import annotations
@@ -22,30 +28,13 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-import os
-import struct
-import sys
 import threading
 import uuid
-from collections.abc import AsyncIterable, Callable, Coroutine, Iterable, Mapping
+from collections.abc import Callable, Coroutine
 from typing import Any, cast
 
-try:  # Linux: the bytes the kernel holds for the peer (sent, not yet acknowledged)
-    import fcntl
-    import termios
-
-    _OUTQ: int = termios.TIOCOUTQ
-except ImportError:  # pragma: no cover - not POSIX
-    _OUTQ = 0
-
-from .exceptions import (
-    ConcurrencyError,
-    ConnectionClosed,
-    ConnectionClosedError,
-    ConnectionClosedOK,
-    InvalidState,
-    ProtocolError,
-)
+from .exceptions import ConcurrencyError, ConnectionClosedOK, InvalidState
+from .keepalive import Keepalive
 from .protocol.headers import Headers
 from .protocol.http11 import Request, Response
 from .protocol.state import CLOSED, OPEN, Event, Pong, Protocol, State
@@ -88,81 +77,6 @@ def check_options(
         raise ValueError("ping_interval must be > 0; pass None to disable keepalive")
 
 
-# Binary messages at least this large are written without copying them into
-# the frame (header and payload as two buffers): below it, a copy is cheaper
-# than a second buffer.
-_NO_COPY_SIZE = 2**16
-
-# asyncio's own transports join writelines()' buffers before Python 3.12
-# (3.12 sends them with sendmsg); uvloop's use writev.
-_WRITELINES_JOINS = sys.version_info < (3, 12)
-
-# Broadcast frames are queued per connection up to this many bytes; a larger
-# frame, or one that would make the queue larger, is written at once (after
-# what is queued): a write this big amortises its syscall already.
-_COALESCE_MAX = 2**16
-
-# Connections with broadcast frames queued, per event loop, and the one
-# callback per loop iteration that writes them (see Connection._queue_write).
-_dirty: dict[asyncio.AbstractEventLoop, list[Connection]] = {}
-
-
-_INT = struct.Struct("i")
-
-
-def _unsent(transport: asyncio.Transport | None) -> int:
-    """Bytes written and not yet read by the peer's TCP stack that we can see:
-    the transport's buffer plus, on Linux, the socket's send queue (several
-    MB on loopback: keepalive must look through it to see a slow reader)."""
-    if transport is None:
-        return 0
-    size = transport.get_write_buffer_size()
-    sock = transport.get_extra_info("socket")
-    if sock is not None and _OUTQ:
-        try:
-            size += _INT.unpack(fcntl.ioctl(sock.fileno(), _OUTQ, b"\0\0\0\0"))[0]
-        except (OSError, ValueError):
-            pass  # not a TCP socket (a pipe in tests), or closed meanwhile
-    return size
-
-
-def _new_dirty(loop: asyncio.AbstractEventLoop) -> list[Connection]:
-    # Once per loop iteration with broadcasts, not per frame. A loop closed
-    # before its callback ran leaves its list here: drop those first.
-    for other in [lp for lp in _dirty if lp.is_closed()]:
-        del _dirty[other]
-    dirty: list[Connection] = []
-    _dirty[loop] = dirty
-    loop.call_soon(_flush_dirty, loop)
-    return dirty
-
-
-def _flush_dirty(loop: asyncio.AbstractEventLoop) -> None:
-    conns = _dirty.pop(loop, None)
-    if not conns:
-        return
-    last: list[bytes] | None = None
-    joined = b""
-    for conn in conns:
-        pending = conn._pending
-        if pending is None:
-            continue  # written by a direct write meanwhile
-        conn._pending = None
-        conn._pending_size = 0
-        transport = conn.transport
-        if transport is None or transport.is_closing():
-            continue
-        if len(pending) == 1:
-            transport.write(pending[0])
-            continue
-        # Broadcast frames are shared: most connections queued the very same
-        # objects, so join them once (list == compares identities first).
-        if pending != last:
-            joined = b"".join(pending)
-            last = pending
-        transport.write(joined)
-
-
 #: Bytes a read may take at once (asyncio's own read size).
 _READ_SIZE = 2**18
 _reads = threading.local()
@@ -180,7 +94,7 @@ def _read_buffer() -> memoryview:
     return view
 
 
-class Connection(asyncio.BufferedProtocol):
+class Connection(Keepalive):
     """A WebSocket connection, either side. See :class:`ServerConnection`
     and :class:`ClientConnection` for the handshakes.
 
@@ -203,40 +117,19 @@ class Connection(asyncio.BufferedProtocol):
     """
 
     # No per-instance __dict__: idle connections are most of a server's memory.
+    # No per-instance __dict__: idle connections are most of a server's
+    # memory. The layers below declare the slots of what they use.
     __slots__ = (
-        "_close_handle",
-        "_drain_waiters",
         "_id",
-        "_ka_data",
-        "_ka_handle",
-        "_ka_wbuf",
-        "_lost",
         "_on_message",
-        "_pending",
-        "_pending_size",
-        "_pings",
         "_qbytes",
-        "_queue",
-        "_reading_paused",
-        "_recv_waiter",
-        "_rx_seen",
-        "_send_frag",
-        "_writing_paused",
         "broadcast_skipped",
-        "close_timeout",
-        "latency",
-        "logger",
-        "loop",
         "max_queue",
         "max_size",
-        "ping_interval",
-        "ping_timeout",
-        "protocol",
         "read_limit",
         "request",
         "response",
         "subprotocol",
-        "transport",
         "write_limit",
     )
 
@@ -256,9 +149,7 @@ class Connection(asyncio.BufferedProtocol):
         loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         self.loop = loop if loop is not None else asyncio.get_running_loop()
-        self.logger: logging.Logger | logging.LoggerAdapter[Any] = logger or logging.getLogger(
-            f"ripple.{self.side_name}"
-        )
+        self.logger = logger or logging.getLogger(f"ripple.{self.side_name}")
         self._id: uuid.UUID | None = None  # made on first use: ids cost memory
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
@@ -273,33 +164,28 @@ class Connection(asyncio.BufferedProtocol):
         self.request: Request | None = None
         #: The handshake response.
         self.response: Response | None = None
-        #: Round-trip time of the latest ping, in seconds (0 until one returns).
         self.latency = 0.0
-        self.transport: asyncio.Transport | None = None
-        self.protocol: Protocol | None = None
+        self.transport = None
+        self.protocol = None
         #: Broadcast messages not written to it: over broadcast_limit, "skip".
         self.broadcast_skipped = 0
 
-        # Created with the first message: an empty deque is ~600 bytes, and
-        # most idle connections never queue anything.
-        self._queue: collections.deque[Data] | None = None
+        self._queue = None
         self._qbytes = 0
-        self._recv_waiter: asyncio.Future[None] | None = None
+        self._recv_waiter = None
         self._on_message: Callable[[Data], object] | None = None
         self._reading_paused = False
         self._writing_paused = False
-        self._drain_waiters: list[asyncio.Future[None]] = []
-        self._send_frag: asyncio.Future[None] | None = None
-        self._pings: dict[bytes, tuple[asyncio.Future[float] | None, float]] = {}
-        self._ka_handle: asyncio.TimerHandle | None = None
-        self._ka_data: bytes | None = None
+        self._drain_waiters = []
+        self._send_frag = None
+        self._pings = {}
+        self._ka_handle = None
+        self._ka_data = None
         self._rx_seen = False
-        self._ka_wbuf = 0  # our write buffer's size when keepalive last looked
-        self._close_handle: asyncio.TimerHandle | None = None
+        self._ka_wbuf = 0
+        self._close_handle = None
         self._lost = self.loop.create_future()
-        # Broadcast frames waiting for the end of this loop iteration (None:
-        # nothing queued; a list only while there is).
-        self._pending: list[bytes] | None = None
+        self._pending = None
         self._pending_size = 0
 
     # -- properties ---------------------------------------------------------
@@ -490,33 +376,6 @@ class Connection(asyncio.BufferedProtocol):
         if self._reading_paused and not self._writing_paused:
             self._maybe_resume_reading()
 
-    def _after_receive(self, p: Protocol) -> None:
-        transport = self.transport
-        assert transport is not None
-        if p.pending_failure is not None:
-            if self._queue:
-                # Let the application handle what came before the error,
-                # but not forever.
-                self._arm_close_timer(self._fail_pending)
-            else:
-                p.fail(p.pending_failure)
-        out = p.data_to_send()
-        if out and self._pending is not None:
-            self._flush_pending()  # queued broadcasts came first
-        for chunk in out:
-            transport.write(chunk)
-        if p.failed is not None and self._close_handle is None:
-            self.logger.debug("protocol error: %s", p.failed)
-        if p.close_transport:
-            self._close_transport()
-        elif p.close_rcvd is not None or p.failed is not None:
-            # Client side: the server should close TCP first (§7.1.1); keep
-            # reading (and discarding) so it can, but no longer than
-            # close_timeout.
-            self._arm_close_timer()
-        if p.close_rcvd is not None or p.failed is not None:
-            self._wake_waiters()
-
     def eof_received(self) -> bool | None:
         # Let the transport close itself: a half-closed WebSocket is useless.
         return None
@@ -606,11 +465,6 @@ class Connection(asyncio.BufferedProtocol):
             if self.transport is not None and not self._lost.done():
                 self.transport.resume_reading()
 
-    def _wake_waiters(self) -> None:
-        waiter = self._recv_waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
     async def recv(self) -> Data:
         """Receive the next message.
 
@@ -691,443 +545,3 @@ class Connection(asyncio.BufferedProtocol):
         # A plain def returning the coroutine: one coroutine per message
         # instead of __anext__ awaiting recv() (0.3 µs per message measured).
         return self._receive(True)
-
-    def _closed_exc(self) -> ConnectionClosed:
-        p = self.protocol
-        if p is None:
-            return ConnectionClosedError(None, None)
-        cls = ConnectionClosedOK if p.closed_ok else ConnectionClosedError
-        exc = cls(p.close_rcvd, p.close_sent, p.close_rcvd_then_sent)
-        if p.failed is not None:
-            exc.__cause__ = p.failed
-        return exc
-
-    # -- sending ------------------------------------------------------------
-
-    async def send(
-        self,
-        message: Data | Iterable[Data] | AsyncIterable[Data],
-    ) -> None:
-        """Send a message.
-
-        A str is sent as a text frame, bytes-like as a binary frame. An
-        iterable (or async iterable) of str or of bytes is sent as one
-        fragmented message, one frame per item.
-
-        Raises:
-            ConnectionClosed: the connection is closing or closed.
-            TypeError: the message isn't str, bytes-like or an iterable of them.
-        """
-        p = self.protocol
-        if p is None:
-            raise InvalidState("the opening handshake hasn't completed")
-        if self._send_frag is not None:
-            await self._wait_fragmented()
-        if p.state is not OPEN:
-            raise self._closed_exc()
-        if self._write_message(p, message):
-            if self._writing_paused:
-                await self._drain()
-            return
-        if isinstance(message, Mapping):
-            raise TypeError(f"message must be str or bytes, not {type(message).__name__}")
-        elif isinstance(message, Iterable):
-            await self._send_fragments(iter(message), None)
-        elif isinstance(message, AsyncIterable):
-            await self._send_fragments(None, aiter(message))
-        else:
-            raise TypeError(
-                f"message must be str, bytes, or an iterable of them, not {type(message).__name__}"
-            )
-
-    def _write_message(self, p: Protocol, message: object) -> bool:
-        """Encode and write a str or bytes-like message; False for anything else."""
-        t = type(message)
-        if t is str:
-            data = p.send_text(message)  # type: ignore[arg-type]
-        elif t is bytes and len(message) >= _NO_COPY_SIZE:  # type: ignore[arg-type]
-            head = p.send_binary_head(len(message))  # type: ignore[arg-type]
-            if head is None:
-                data = p.send_binary(message)  # type: ignore[arg-type]
-            else:
-                # Large and immutable: header and payload as two buffers, not
-                # a copy of the payload into the frame.
-                transport = self.transport
-                assert transport is not None
-                if self._pending is not None:
-                    self._flush_pending()
-                if _WRITELINES_JOINS and not type(transport).__module__.startswith("uvloop"):
-                    # asyncio before 3.12 joins writelines() (a copy in fresh
-                    # pages); two writes send the payload from where it is.
-                    transport.write(head)
-                    transport.write(message)  # type: ignore[arg-type]
-                else:
-                    transport.writelines((head, message))  # type: ignore[arg-type]  # one writev
-                return True
-        elif t is bytes or isinstance(message, (bytes, bytearray, memoryview)):
-            data = p.send_binary(message)  # type: ignore[arg-type]
-        elif isinstance(message, str):
-            # A str subclass, e.g. a StrEnum member: text, not an iterable.
-            data = p.send_text(message)
-        else:
-            return False
-        transport = self.transport
-        assert transport is not None
-        if self._pending is not None:
-            self._flush_pending()  # broadcasts queued before this send go first
-        transport.write(data)
-        return True
-
-    def send_nowait(self, message: Data) -> None:
-        """Send a message now, from code that can't await: an
-        :meth:`on_message` callback, a protocol callback, a timer.
-
-        The frame goes to the transport at once, even while its write buffer
-        is above ``write_limit``; :meth:`send` is the one that waits for it
-        to drain. See :meth:`on_message` for how reading then keeps the
-        buffer bounded.
-
-        Args:
-            message: str for a text frame, bytes-like for a binary frame.
-
-        Raises:
-            ConnectionClosed: the connection is closing or closed.
-            ConcurrencyError: a fragmented message is being sent.
-            TypeError: the message isn't str or bytes-like (iterables need
-                :meth:`send`).
-        """
-        p = self.protocol
-        if p is None:
-            raise InvalidState("the opening handshake hasn't completed")
-        if p.state is not OPEN:
-            raise self._closed_exc()
-        if self._send_frag is not None:
-            raise ConcurrencyError(
-                "a fragmented message is being sent; await send() to queue behind it"
-            )
-        if not self._write_message(p, message):
-            raise TypeError(
-                f"message must be str or bytes-like, not {type(message).__name__}; "
-                "send fragmented messages with await send()"
-            )
-
-    async def _wait_fragmented(self) -> None:
-        # Another coroutine is sending a fragmented message: frames of two
-        # messages can't interleave (§5.4).
-        while self._send_frag is not None:
-            await asyncio.shield(self._send_frag)
-
-    async def _drain(self) -> None:
-        if self._lost.done():
-            raise self._closed_exc()
-        fut: asyncio.Future[None] = self.loop.create_future()
-        self._drain_waiters.append(fut)
-        await fut
-        if self._lost.done() and self.protocol is not None and self.protocol.state is CLOSED:
-            raise self._closed_exc()
-
-    async def _send_fragments(self, items: Any, aitems: Any) -> None:
-        p = self.protocol
-        assert p is not None
-        done: asyncio.Future[None] = self.loop.create_future()
-        self._send_frag = done
-        kind: type | None = None
-        prev: Data | None = None
-        started = False
-        try:
-            while True:
-                try:
-                    item = next(items) if aitems is None else await anext(aitems)
-                except (StopIteration, StopAsyncIteration):
-                    break
-                if isinstance(item, str):
-                    this: type = str
-                elif isinstance(item, (bytes, bytearray, memoryview)):
-                    this = bytes
-                else:
-                    raise TypeError(f"fragments must be str or bytes, not {type(item).__name__}")
-                if kind is None:
-                    kind = this
-                elif this is not kind:
-                    raise TypeError("all fragments of a message must be str or all bytes")
-                if prev is not None:
-                    first, started = not started, True
-                    await self._send_fragment(p, prev, first, False)
-                prev = item
-            if prev is not None:
-                first, started = not started, True
-                await self._send_fragment(p, prev, first, True)
-        except BaseException:
-            if started and p.state is OPEN and p._send_frag_op:
-                # A message cut in the middle can't be finished: fail the
-                # connection rather than leave the peer waiting (1011).
-                self._fail(1011, "fragmented message was interrupted")
-            raise
-        finally:
-            self._send_frag = None
-            done.set_result(None)
-
-    async def _send_fragment(self, p: Protocol, item: Data, first: bool, fin: bool) -> None:
-        if p.state is not OPEN:
-            raise self._closed_exc()
-        assert self.transport is not None
-        if first:
-            data = p.send_text(item, fin) if isinstance(item, str) else p.send_binary(item, fin)
-        else:
-            payload = item.encode() if isinstance(item, str) else bytes(item)
-            data = p.send_continuation(payload, fin)
-        self._write(data)
-        if self._writing_paused:
-            await self._drain()
-
-    # -- writing: direct, or queued until the end of the loop iteration -----
-
-    def _write(self, data: bytes) -> None:
-        """Write now, after the broadcast frames still queued (call order = wire order)."""
-        transport = self.transport
-        assert transport is not None
-        if self._pending is not None:
-            self._flush_pending()
-        transport.write(data)
-
-    def _queue_write(self, data: bytes) -> None:
-        """Queue a frame to be written at the end of this loop iteration, with
-        every other frame queued for this connection until then (broadcast).
-
-        Up to _COALESCE_MAX bytes: past that, one write is big enough to be
-        worth its syscall, and the kernel takes it now instead of holding it here.
-        """
-        size = len(data)
-        pending = self._pending
-        if pending is not None:
-            if self._pending_size + size <= _COALESCE_MAX:
-                pending.append(data)
-                self._pending_size += size
-                return
-            self._flush_pending()
-        if size >= _COALESCE_MAX:
-            transport = self.transport
-            assert transport is not None
-            transport.write(data)
-            return
-        self._pending = [data]
-        self._pending_size = size
-        loop = self.loop
-        dirty = _dirty.get(loop)
-        if dirty is None:
-            dirty = _new_dirty(loop)
-        dirty.append(self)
-
-    def _flush_pending(self) -> None:
-        pending = self._pending
-        if pending is None:
-            return
-        self._pending = None
-        self._pending_size = 0
-        transport = self.transport
-        if transport is None or transport.is_closing():
-            return  # closed meanwhile (not by us: our close frame flushes first)
-        transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
-
-    def _buffered(self) -> int:
-        """Bytes written or queued for this connection but not yet handed to the
-        kernel: the transport's write buffer plus queued broadcast frames."""
-        transport = self.transport
-        size = 0 if transport is None else transport.get_write_buffer_size()
-        return size + self._pending_size
-
-    async def ping(self, data: Data | None = None) -> asyncio.Future[float]:
-        """Send a ping.
-
-        Args:
-            data: the payload (at most 125 bytes; str is UTF-8 encoded); a
-                random 4-byte payload when None.
-
-        Returns:
-            A future that resolves to the round-trip time in seconds when the
-            matching pong arrives: ``latency = await (await ws.ping())``.
-
-        Raises:
-            ConnectionClosed: the connection is closing or closed.
-            ConcurrencyError: a ping with the same payload is awaiting its pong.
-        """
-        p = self.protocol
-        if p is None or p.state is not OPEN:
-            raise self._closed_exc()
-        if data is None:
-            data = os.urandom(4)
-            while data in self._pings:
-                data = os.urandom(4)
-        elif isinstance(data, str):
-            data = data.encode()
-        else:
-            data = bytes(data)
-        if data in self._pings:
-            raise ConcurrencyError("already waiting for a pong with the same data")
-        frame = p.send_ping(data)
-        fut: asyncio.Future[float] = self.loop.create_future()
-        self._pings[data] = (fut, self.loop.time())
-        self._write(frame)
-        return fut
-
-    async def pong(self, data: Data = b"") -> None:
-        """Send an unsolicited pong (a unidirectional heartbeat, §5.5.3).
-
-        Raises:
-            ConnectionClosed: the connection is closing or closed.
-        """
-        p = self.protocol
-        if p is None or p.state is not OPEN:
-            raise self._closed_exc()
-        payload = data.encode() if isinstance(data, str) else bytes(data)
-        self._write(p.send_pong(payload))
-
-    def _pong(self, data: bytes) -> None:
-        pings = self._pings
-        if data not in pings:
-            return  # unsolicited pong (§5.5.3)
-        now = self.loop.time()
-        # A pong acknowledges its ping and every ping sent before it.
-        while pings:
-            key, (fut, sent) = next(iter(pings.items()))
-            del pings[key]
-            if fut is not None and not fut.done():
-                fut.set_result(now - sent)
-            if key == data:
-                self.latency = now - sent
-                break
-        if self._ka_data is not None and self._ka_data not in pings:
-            self._ka_pong(now)
-
-    # -- keepalive ----------------------------------------------------------
-
-    def _ka_ping(self) -> None:
-        self._ka_handle = None
-        p = self.protocol
-        if p is None or p.state is not OPEN or self.transport is None:
-            return
-        data = os.urandom(4)
-        while data in self._pings:
-            data = os.urandom(4)
-        self._pings[data] = (None, self.loop.time())
-        self._ka_data = data
-        self._rx_seen = False
-        self._write(p.send_ping(data))
-        self._ka_wbuf = _unsent(self.transport)
-        if self.ping_timeout is not None:
-            self._ka_handle = self.loop.call_later(self.ping_timeout, self._ka_timeout)
-
-    def _ka_pong(self, now: float) -> None:
-        self._ka_data = None
-        if self._ka_handle is not None:
-            self._ka_handle.cancel()
-        assert self.ping_interval is not None
-        self._ka_handle = self.loop.call_later(self.ping_interval, self._ka_ping)
-
-    def _ka_timeout(self) -> None:
-        self._ka_handle = None
-        p = self.protocol
-        if p is None or p.state is not OPEN:
-            return  # closing already: close_timeout bounds that
-        # What we sent and it hasn't taken shrank: the peer is reading.
-        wbuf = _unsent(self.transport)
-        drained = wbuf < self._ka_wbuf
-        self._ka_wbuf = wbuf
-        if (self._rx_seen or drained or self._reading_paused) and self.ping_timeout is not None:
-            # The rule: a peer is dead only after a whole ping_timeout in
-            # which nothing arrived while we were reading and it read nothing
-            # we wrote. Data arriving, our write buffer draining (it shrank,
-            # or resume_writing),
-            # or reading paused because the application is behind, means the
-            # pong may be queued behind a burst: wait another ping_timeout.
-            self._rx_seen = False
-            self._ka_handle = self.loop.call_later(self.ping_timeout, self._ka_timeout)
-            return
-        self.logger.debug("keepalive ping timeout; closing the connection")
-        self._fail(1011, "keepalive ping timeout")
-        # The peer is unresponsive: don't wait for it to close TCP.
-        self._close_transport()
-
-    # -- closing ------------------------------------------------------------
-
-    def _fail(self, code: int, reason: str) -> None:
-        p = self.protocol
-        assert p is not None
-        exc = ProtocolError(reason)
-        exc.code = code
-        p.fail(exc)
-        self._after_receive(p)
-
-    def _arm_close_timer(self, callback: Callable[[], None] | None = None) -> None:
-        # close_timeout=None: no limit, as the caller asked.
-        if self._close_handle is None and not self._lost.done() and self.close_timeout is not None:
-            self._close_handle = self.loop.call_later(
-                self.close_timeout, callback or self._close_expired
-            )
-
-    def _fail_pending(self) -> None:
-        # The protocol error that followed the messages now in the queue.
-        p = self.protocol
-        if p is not None and p.pending_failure is not None:
-            if self._close_handle is not None:
-                self._close_handle.cancel()
-                self._close_handle = None
-            p.fail(p.pending_failure)
-            self._after_receive(p)
-
-    def _close_expired(self) -> None:
-        if self.transport is not None and not self._lost.done():
-            self.logger.debug("closing handshake timed out; dropping the connection")
-            self.transport.abort()
-
-    def _close_transport(self) -> None:
-        transport = self.transport
-        if transport is not None and not transport.is_closing():
-            transport.close()
-        # close() waits to flush the buffer: if the peer stops reading, drop it.
-        self._arm_close_timer()
-
-    async def close(self, code: int = 1000, reason: str = "") -> None:
-        """Perform the closing handshake and wait for the TCP connection to close.
-
-        Args:
-            code: the close code (1000 normal, 1001 going away, 3000-4999 for
-                applications).
-            reason: a short reason, at most 123 bytes in UTF-8.
-
-        Raises:
-            ProtocolError: the code can't be sent or the reason is too long.
-        """
-        if code == 1005:
-            # The sans-I/O layer takes 1005 to mean "a close frame without a
-            # code"; for applications it is reserved (RFC 6455 §7.4.1).
-            raise ProtocolError(
-                "close code 1005 can't be sent: use 1000-1003, 1007-1014, or 3000-4999"
-            )
-        p = self.protocol
-        if p is None:
-            if self.transport is not None:
-                self.transport.close()
-            await self.wait_closed()
-            return
-        self._start_close(p, code, reason)
-        await self.wait_closed()
-
-    def _start_close(self, p: Protocol, code: int, reason: str) -> None:
-        """Send our close frame; close TCP (server) or wait for the peer's close."""
-        data = p.send_close(code, reason)
-        if data and self.transport is not None and not self._lost.done():
-            self._write(data)  # after queued broadcasts: nothing may follow a close frame
-        if self._reading_paused and self.transport is not None and not self._lost.done():
-            # The peer's close frame is behind what we haven't read: read on,
-            # or the closing handshake can only time out.
-            self._reading_paused = False
-            self.transport.resume_reading()
-        if p.close_transport:
-            self._close_transport()
-        else:
-            self._arm_close_timer()
-
-    async def wait_closed(self) -> None:
-        """Wait until the TCP connection is closed."""
-        await asyncio.shield(self._lost)
