@@ -335,3 +335,16 @@ async def connect_many(
     # Order the server connections like the clients.
     by_addr = {c.remote_address: c for c in conns}
     return clients, [by_addr[c.local_address] for c in clients]
+
+
+async def raw_pair(
+    servers: Servers, **server_options: Any
+) -> tuple[RawPeer, ripple.ServerConnection, ripple.Server]:
+    """A server with ``server_options``, a raw peer that completed the
+    handshake, and the server side of its connection (held open by ``Parked``)."""
+    parked = Parked()
+    server, _ = await servers.start(parked, **server_options)
+    peer = await open_raw("127.0.0.1", server_port(server))
+    status, _, _ = await peer.handshake()
+    assert status == 101
+    return peer, await parked.next(), server

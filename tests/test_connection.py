@@ -11,12 +11,11 @@ import pytest
 import ripple
 from aio_helpers import (
     Pair,
-    Parked,
-    RawPeer,
     Servers,
     build_frame,
     eventually,
     open_raw,
+    raw_pair,
     server_port,
     within,
 )
@@ -133,17 +132,8 @@ async def test_concurrent_recv_raises_concurrency_error(pair: Pair) -> None:
 # -- bad input from the peer ----------------------------------------------------
 
 
-async def _raw_pair(servers: Servers) -> tuple[RawPeer, ripple.ServerConnection]:
-    parked = Parked()
-    server, _ = await servers.start(parked)
-    peer = await open_raw("127.0.0.1", server_port(server))
-    status, _, _ = await peer.handshake()
-    assert status == 101
-    return peer, await parked.next()
-
-
 async def test_invalid_utf8_closes_with_1007(servers: Servers) -> None:
-    peer, conn = await _raw_pair(servers)
+    peer, conn, _ = await raw_pair(servers)
     try:
         peer.send_frame(0x1, b"\xff\xfe")
         payload = await peer.recv_until(0x8)
@@ -156,7 +146,7 @@ async def test_invalid_utf8_closes_with_1007(servers: Servers) -> None:
 
 
 async def test_unmasked_client_frame_closes_with_1002(servers: Servers) -> None:
-    peer, conn = await _raw_pair(servers)
+    peer, conn, _ = await raw_pair(servers)
     try:
         peer.mask = False
         peer.send_frame(0x1, b"unmasked")
@@ -168,7 +158,7 @@ async def test_unmasked_client_frame_closes_with_1002(servers: Servers) -> None:
 
 
 async def test_peer_ping_is_answered_with_pong(servers: Servers) -> None:
-    peer, conn = await _raw_pair(servers)
+    peer, conn, _ = await raw_pair(servers)
     try:
         peer.send_frame(0x9, b"are you there")
         assert await peer.recv_frame() == (True, 0xA, b"are you there")

@@ -20,9 +20,9 @@ from aio_helpers import (
     build_frame,
     echo,
     eventually,
-    open_raw,
     open_raw_unix,
     raw_connection,
+    raw_pair,
     read_http_response,
     server_port,
     within,
@@ -763,76 +763,8 @@ async def test_open_timeout_doesnt_affect_open_connections(servers: Servers) -> 
         assert await within(client.recv()) == "after open_timeout"
 
 
-async def _raw_pair(
-    servers: Servers, **kwargs: Any
-) -> tuple[RawPeer, ripple.ServerConnection, ripple.Server]:
-    parked = Parked()
-    server, _ = await servers.start(parked, **kwargs)
-    peer = await open_raw("127.0.0.1", server_port(server))
-    status, _, _ = await peer.handshake()
-    assert status == 101
-    return peer, await parked.next(), server
-
-
-async def test_keepalive_closes_silent_peer_with_1011(servers: Servers) -> None:
-    peer, conn, _ = await _raw_pair(servers, ping_interval=0.2, ping_timeout=0.2)
-    loop = asyncio.get_running_loop()
-    start = loop.time()
-    try:
-        # The peer reads but never answers: it gets a ping, then a close.
-        fin, opcode, _ = await peer.recv_frame()
-        assert (fin, opcode) == (True, 0x9)
-        payload = await peer.recv_until(0x8)
-        assert int.from_bytes(payload[:2], "big") == 1011
-        assert await peer.read_eof() == b""
-        await within(conn.wait_closed())
-        # interval + timeout is 0.4 s; allow a lot more, but not the 20 s default.
-        assert loop.time() - start < 3
-        with pytest.raises(ripple.ConnectionClosedError):
-            await conn.recv()
-    finally:
-        peer.writer.transport.abort()
-
-
-async def test_keepalive_closes_peer_that_doesnt_read(servers: Servers) -> None:
-    # A peer that does nothing at all after the handshake (no reads).
-    peer, conn, _ = await _raw_pair(servers, ping_interval=0.1, ping_timeout=0.2)
-    try:
-        await within(conn.wait_closed(), 3)
-        assert conn.protocol is not None and conn.protocol.close_sent is not None
-        assert conn.protocol.close_sent.code == 1011
-    finally:
-        peer.writer.transport.abort()
-
-
-async def test_keepalive_keeps_responsive_peer_and_measures_latency(servers: Servers) -> None:
-    parked = Parked()
-    _, url = await servers.start(parked, ping_interval=0.1, ping_timeout=0.1)
-    async with ripple.connect(url, ping_interval=None) as client:
-        conn = await parked.next()
-        assert conn.latency == 0.0
-        await asyncio.sleep(0.6)  # several intervals
-        assert conn.state is ripple.State.OPEN and client.state is ripple.State.OPEN
-        assert conn.latency > 0
-        assert client.latency == 0.0  # the client sent no pings
-        await client.send("alive")
-        assert await within(conn.recv()) == "alive"
-
-
-async def test_keepalive_disabled_with_none(servers: Servers) -> None:
-    peer, conn, _ = await _raw_pair(servers, ping_interval=None)
-    try:
-        await asyncio.sleep(0.3)
-        assert conn.state is ripple.State.OPEN
-        peer.send_frame(0x1, b"no pings came")
-        assert await within(conn.recv()) == "no pings came"
-        assert conn.latency == 0.0
-    finally:
-        peer.writer.transport.abort()
-
-
 async def test_close_timeout_drops_peer_that_doesnt_answer_close(servers: Servers) -> None:
-    peer, conn, _ = await _raw_pair(servers, close_timeout=0.3)
+    peer, conn, _ = await raw_pair(servers, close_timeout=0.3)
     loop = asyncio.get_running_loop()
     try:
         start = loop.time()
@@ -848,7 +780,7 @@ async def test_close_timeout_drops_peer_that_doesnt_answer_close(servers: Server
 
 
 async def test_closing_handshake_with_a_responsive_peer(servers: Servers) -> None:
-    peer, conn, _ = await _raw_pair(servers, close_timeout=5)
+    peer, conn, _ = await raw_pair(servers, close_timeout=5)
     try:
         closing = asyncio.create_task(conn.close(4000, "app"))
         assert await peer.recv_until(0x8) == b"\x0f\xa0app"
@@ -1021,7 +953,7 @@ async def test_max_queue_zero_doesnt_stall_on_pongs(servers: Servers) -> None:
 
 
 async def test_close_with_a_silent_peer_is_bounded_by_close_timeout(servers: Servers) -> None:
-    peer, conn, server = await _raw_pair(servers, close_timeout=0.3)
+    peer, conn, server = await raw_pair(servers, close_timeout=0.3)
     try:
         server.close()
         await within(server.wait_closed(), 3)  # not the 10 s default
@@ -1033,7 +965,7 @@ async def test_close_with_a_silent_peer_is_bounded_by_close_timeout(servers: Ser
 
 
 async def test_suspended_send_raises_when_connection_is_lost(servers: Servers) -> None:
-    peer, conn, _ = await _raw_pair(servers, write_limit=4096)
+    peer, conn, _ = await raw_pair(servers, write_limit=4096)
     try:
         peer.writer.transport.pause_reading()
         pending = None

@@ -65,7 +65,7 @@ class Writer(asyncio.BufferedProtocol):
     """The bottom layer of :class:`~ripple.connection.Connection`: the
     transport, and writes to it in call order."""
 
-    # Slots for the attributes each layer reads; Connection.__init__ sets them all.
+    # Each layer declares the slots of what it uses; Connection.__init__ sets them all.
     __slots__ = ("_pending", "_pending_size", "loop", "transport")
 
     loop: asyncio.AbstractEventLoop
