@@ -116,7 +116,6 @@ class Connection(Keepalive):
             does: asyncio.get_running_loop() costs a getpid() per call).
     """
 
-    # No per-instance __dict__: idle connections are most of a server's memory.
     # No per-instance __dict__: idle connections are most of a server's
     # memory. The layers below declare the slots of what they use.
     __slots__ = (
