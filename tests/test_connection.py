@@ -280,6 +280,37 @@ async def test_callback_can_hand_the_rest_back_to_recv(servers: Servers) -> None
     peer.close()
 
 
+async def test_callback_with_control_frames_in_the_same_read(servers: Servers) -> None:
+    # One message alone in a read is delivered on a shorter path; with a
+    # ping or a close frame behind it in the same read, the pong and the
+    # closing handshake still happen.
+    got: list[ripple.Data] = []
+    conns: list[ripple.ServerConnection] = []
+
+    async def handler(ws: ripple.ServerConnection) -> None:
+        conns.append(ws)
+        ws.on_message(got.append)
+        await ws.wait_closed()
+
+    server, _ = await servers.start(handler)
+    peer = await open_raw("127.0.0.1", server_port(server))
+    try:
+        assert (await peer.handshake())[0] == 101
+        peer.send_frame(0x1, b"alone")
+        await eventually(lambda: got == ["alone"])
+        peer.writer.write(build_frame(0x1, b"a") + build_frame(0x9, b"p"))
+        assert await peer.recv_until(0xA) == b"p"
+        assert got == ["alone", "a"]
+        peer.writer.write(build_frame(0x2, b"b") + build_frame(0x8, (1000).to_bytes(2, "big")))
+        assert int.from_bytes(await peer.recv_until(0x8), "big") == 1000
+        assert await peer.read_eof() == b""
+        assert got == ["alone", "a", b"b"]
+        await within(conns[0].wait_closed())
+        assert conns[0].close_code == 1000
+    finally:
+        peer.writer.transport.abort()
+
+
 async def test_on_message_refuses_while_recv_waits(pair: Pair) -> None:
     _, server = pair
     waiting = asyncio.ensure_future(server.recv())

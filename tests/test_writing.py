@@ -76,6 +76,19 @@ async def test_send_after_broadcast_keeps_the_call_order(group: Any) -> None:
         assert [await within(client.recv()) for _ in range(5)] == ["b1", "b2", "b3", "b4", "b5"]
 
 
+async def test_send_nowait_after_broadcast_keeps_the_call_order(group: Any) -> None:
+    # send_nowait() writes a lone text frame itself (its fast path) only
+    # with nothing queued: here the queued broadcasts must go first.
+    clients, conns = group
+    log = WriteLog(conns[0])
+    ripple.broadcast(conns, "b1")
+    conns[0].send_nowait("s1")
+    conns[0].send_nowait("s2")  # nothing queued now: the fast path
+    assert log.writes == [text_frame("b1"), text_frame("s1"), text_frame("s2")]
+    assert [await within(clients[0].recv()) for _ in range(3)] == ["b1", "s1", "s2"]
+    assert await within(clients[1].recv()) == "b1"
+
+
 async def test_close_after_broadcast_sends_the_broadcasts_first(group: Any) -> None:
     clients, conns = group
     log = WriteLog(conns[0])

@@ -45,6 +45,7 @@ class SendingMixin:
     # Read only here; slots in Protocol.
     side: Side
     mask: bool
+    plain_out: bool
     extensions: list[Extension]
     close_rcvd: Close | None
 
@@ -76,8 +77,8 @@ class SendingMixin:
         """Encode a text frame (or the first frame of a fragmented text message)."""
         if self.state is OPEN and not self._send_frag_op and not self.extensions and fin:
             # Common case first: one frame, no extension.
-            if encode_frame_c is not None and not self.mask:
-                return encode_frame_c(OP_TEXT, data)  # no intermediate UTF-8 bytes
+            if self.plain_out:
+                return encode_frame_c(OP_TEXT, data)  # type: ignore[misc]  # no UTF-8 bytes between
             return encode_frame(OP_TEXT, data.encode(), True, 0, self.mask)
         return self._encode(self._check_send(OP_TEXT, fin), data.encode(), fin)
 

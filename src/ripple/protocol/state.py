@@ -40,7 +40,7 @@ from .frames import (
     Close,
     encode_frame,
 )
-from .masking import apply_mask, parse_frames_c, unmask_frame
+from .masking import apply_mask, encode_frame_c, parse_frames_c, unmask_frame
 from .sending import SendingMixin
 from .sink import PayloadSink
 
@@ -134,6 +134,7 @@ class Protocol(SendingMixin):
         "mask",
         "max_size",
         "pending_failure",
+        "plain_out",
         "side",
         "sink",
     )
@@ -164,6 +165,10 @@ class Protocol(SendingMixin):
         # receive_buffer() parses in C straight from the caller's buffer.
         self._cfast = self._fast and parse_frames_c is not None
         self._cmax = -1 if max_size is None else max_size
+        #: Data frames go out as C encodes them: unmasked (a server's), no
+        #: extension. Fixed for the connection, so the I/O layer's hot send
+        #: path checks this one flag, then the state.
+        self.plain_out = not self.mask and not self.extensions and encode_frame_c is not None
         self._ext_rsv = 0
         for ext in self.extensions:
             self._ext_rsv |= ext.rsv_bits
