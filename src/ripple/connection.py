@@ -37,6 +37,7 @@ from .exceptions import ConcurrencyError, ConnectionClosedOK, InvalidState
 from .keepalive import Keepalive
 from .protocol.headers import Headers
 from .protocol.http11 import Request, Response
+from .protocol.masking import parse_frames_c
 from .protocol.state import CLOSED, OPEN, Event, Pong, Protocol, State
 from .typing import Data, LoggerLike
 
@@ -265,11 +266,19 @@ class Connection(Keepalive):
             self.handshake_data(self._rbuf[:nbytes].tobytes())
             return
         self._rx_seen = True  # keepalive: the peer is alive
-        if p.sink is not None and p.sink.in_place:
+        if p._cready:
+            # p.receive_buffer() inlined, its common case (a call fewer per
+            # read): C parses the frames in place, the rest goes to Python.
+            events: list[Event] = []
+            pos = parse_frames_c(self._rbuf, 0, nbytes, p._masked_in, p._cmax, events)  # type: ignore[misc]
+            if pos < nbytes:
+                events += p.receive_data(self._rbuf[pos:nbytes].tobytes())
+        elif p.sink is not None and p.sink.in_place:
             self._received(p, p.receive_sink(nbytes))
             return
-        # The protocol copies out only what it keeps (messages, a partial frame).
-        events = p.receive_buffer(self._rbuf, nbytes)
+        else:
+            # The protocol copies out only what it keeps (messages, a partial frame).
+            events = p.receive_buffer(self._rbuf, nbytes)
         callback = self._on_message
         if callback is not None and events:
             message = events[0]

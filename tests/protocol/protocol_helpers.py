@@ -144,7 +144,13 @@ def feed(proto: Protocol, pieces: Iterable[bytes]) -> list[Event]:
     events: list[Event] = []
     for piece in pieces:
         events.extend(proto.receive_data(piece))
+        assert_c_ready_cached(proto)
     return events
+
+
+def assert_c_ready_cached(proto: Protocol) -> None:
+    """The flag receive_buffer() checks matches the state it stands for."""
+    assert proto._cready == proto._c_ready()
 
 
 def feed_bytewise(proto: Protocol, data: bytes) -> list[Event]:

@@ -16,6 +16,7 @@ from protocol_helpers import (
     RSV1,
     RSV2,
     RSV3,
+    assert_c_ready_cached,
     cframe,
     close_codes,
     feed,
@@ -1369,6 +1370,7 @@ def feed_like_the_connection(proto: Protocol, data: bytes, sizes: list[int]) -> 
         else:
             events += proto.receive_buffer(shared, n)
             shared[:n] = b"\xee" * n  # the buffer is reused: nothing may point into it
+        assert_c_ready_cached(proto)
     return events
 
 
@@ -1392,6 +1394,22 @@ def test_large_binary_frames_read_in_place(side: Side, sizes: list[int]) -> None
     assert [type(e) for e in events if not isinstance(e, Ping)] == [str, bytes, bytes, bytes, str]
     assert_ok(proto)
     assert proto.sink is None and not proto._buf
+
+
+@pytest.mark.parametrize("side", SIDES)
+@pytest.mark.parametrize("end", ["eof", "fail"])
+def test_nothing_is_parsed_after_eof_or_failure(side: Side, end: str) -> None:
+    # The I/O layer ends a connection from outside receive_*() too (TCP
+    # EOF, a timeout): the flag that lets C take a whole buffer must drop.
+    proto = Protocol(side)
+    assert_c_ready_cached(proto)
+    if end == "eof":
+        proto.receive_eof()
+    else:
+        proto.fail(ProtocolError("ended by the I/O layer"))
+    assert_c_ready_cached(proto)
+    wire = peer_frame(side, OP_TEXT, b"late")
+    assert proto.receive_buffer(memoryview(bytearray(wire)), len(wire)) == []
 
 
 @pytest.mark.parametrize("side", SIDES)

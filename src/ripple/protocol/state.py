@@ -112,6 +112,7 @@ class Protocol(SendingMixin):
         "_buf",
         "_cfast",
         "_cmax",
+        "_cready",
         "_decoder",
         "_discard",
         "_ext_rsv",
@@ -165,6 +166,11 @@ class Protocol(SendingMixin):
         # receive_buffer() parses in C straight from the caller's buffer.
         self._cfast = self._fast and parse_frames_c is not None
         self._cmax = -1 if max_size is None else max_size
+        # Whether C may parse the next read whole (receive_buffer(), and the
+        # I/O layer's inlined copy of it): _cfast and nothing partial, pending
+        # or ended (_c_ready()). The methods that change those keep it up to
+        # date: one check per read instead of six.
+        self._cready = self._cfast
         #: Data frames go out as C encodes them: unmasked (a server's), no
         #: extension. Fixed for the connection, so the I/O layer's hot send
         #: path checks this one flag, then the state.
@@ -221,14 +227,7 @@ class Protocol(SendingMixin):
         consumed is never copied, and only a partial frame is kept.
         """
         # Nothing buffered, no fragment or partial text open: C takes the lot.
-        if (
-            self._cfast
-            and not self._buf
-            and self.sink is None
-            and not self._frag_op
-            and not self._part_done
-            and not self._discard
-        ):
+        if self._cready:
             events: list[Event] = []
             pos = parse_frames_c(buf, 0, end, self._masked_in, self._cmax, events)  # type: ignore[misc]
             if pos == end:
@@ -240,6 +239,9 @@ class Protocol(SendingMixin):
     def receive_data(self, data: bytes) -> list[Event]:
         """Feed bytes from the peer; return the events they complete."""
         events: list[Event] = []
+        # Until the end says otherwise (the other early returns leave a
+        # state C can't take: a sink, a close, a failure).
+        self._cready = False
         if self._discard:
             # §5.5.1: after a close frame, data is ignored.
             return events
@@ -251,6 +253,7 @@ class Protocol(SendingMixin):
                 return events
             self._sink_done(events, sink)
             if self._discard or used == len(data):
+                self._cready = self._c_ready()
                 return events
             data = data[used:]  # the frames after it
         buf = self._buf
@@ -409,7 +412,21 @@ class Protocol(SendingMixin):
             del buf[:pos]
         elif pos < end:
             self._buf = bytearray(memoryview(view)[pos:])
+        # Without C (every read comes here), no call to find out.
+        self._cready = self._cfast and self._c_ready()
         return events
+
+    def _c_ready(self) -> bool:
+        # What _cready caches: C's fast path parses whole frames from a
+        # fresh buffer, so nothing may be partial, pending or ended.
+        return (
+            self._cfast
+            and not self._buf
+            and self.sink is None
+            and not self._frag_op
+            and not self._part_done
+            and not self._discard
+        )
 
     def receive_sink(self, nbytes: int) -> list[Event]:
         """``nbytes`` were read into ``sink.missing()``; return the events
@@ -420,6 +437,7 @@ class Protocol(SendingMixin):
         sink.filled(nbytes)
         if sink.done:
             self._sink_done(events, sink)
+            self._cready = self._c_ready()
         return events
 
     def _sink_done(self, events: list[Event], sink: PayloadSink) -> None:
@@ -577,6 +595,7 @@ class Protocol(SendingMixin):
         """The peer closed the TCP connection."""
         self.state = CLOSED
         self._discard = True
+        self._cready = False
         self._buf = bytearray()
         self.sink = None
 
@@ -598,6 +617,7 @@ class Protocol(SendingMixin):
         if self.state is OPEN:
             self.state = CLOSING
         self._discard = True
+        self._cready = False
         if self.side is SERVER:
             self.close_transport = True
 
