@@ -181,9 +181,8 @@ class Connection(Keepalive):
         self._send_frag = None
         self._pings = {}
         self._ka_handle = None
-        self._ka_data = None
+        self._ka_sent = None
         self._rx_seen = False
-        self._ka_wbuf = 0
         self._close_handle = None
         self._lost = self.loop.create_future()
         self._pending = None

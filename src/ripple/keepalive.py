@@ -48,9 +48,8 @@ class Keepalive(Sending):
     """ping(), pong() and the keepalive timers (a layer of Connection)."""
 
     __slots__ = (
-        "_ka_data",
         "_ka_handle",
-        "_ka_wbuf",
+        "_ka_sent",
         "_pings",
         "_rx_seen",
         "latency",
@@ -65,10 +64,11 @@ class Keepalive(Sending):
     # Pings awaiting their pong, oldest first: future (None for keepalive's) and time sent.
     _pings: dict[bytes, tuple[asyncio.Future[float] | None, float]]
     _ka_handle: asyncio.TimerHandle | None
-    _ka_data: bytes | None
+    # Keepalive's ping awaiting its pong, and our write buffer's size when
+    # keepalive last looked; one slot, not two: 8 bytes of every connection.
+    _ka_sent: tuple[bytes, int] | None
     # Something arrived since keepalive last looked: the peer is alive.
     _rx_seen: bool
-    _ka_wbuf: int  # our write buffer's size when keepalive last looked
 
     async def ping(self, data: Data | None = None) -> asyncio.Future[float]:
         """Send a ping.
@@ -130,7 +130,7 @@ class Keepalive(Sending):
             if key == data:
                 self.latency = now - sent
                 break
-        if self._ka_data is not None and self._ka_data not in pings:
+        if self._ka_sent is not None and self._ka_sent[0] not in pings:
             self._ka_pong(now)
 
     def _ka_ping(self) -> None:
@@ -142,15 +142,14 @@ class Keepalive(Sending):
         while data in self._pings:
             data = os.urandom(4)
         self._pings[data] = (None, self.loop.time())
-        self._ka_data = data
         self._rx_seen = False
         self._write(p.send_ping(data))
-        self._ka_wbuf = _unsent(self.transport)
+        self._ka_sent = (data, _unsent(self.transport))
         if self.ping_timeout is not None:
             self._ka_handle = self.loop.call_later(self.ping_timeout, self._ka_timeout)
 
     def _ka_pong(self, now: float) -> None:
-        self._ka_data = None
+        self._ka_sent = None
         if self._ka_handle is not None:
             self._ka_handle.cancel()
         assert self.ping_interval is not None
@@ -162,9 +161,11 @@ class Keepalive(Sending):
         if p is None or p.state is not OPEN:
             return  # closing already: close_timeout bounds that
         # What we sent and it hasn't taken shrank: the peer is reading.
+        assert self._ka_sent is not None  # armed with the ping, cancelled by its pong
+        data, before = self._ka_sent
         wbuf = _unsent(self.transport)
-        drained = wbuf < self._ka_wbuf
-        self._ka_wbuf = wbuf
+        drained = wbuf < before
+        self._ka_sent = (data, wbuf)
         if (self._rx_seen or drained or self._reading_paused) and self.ping_timeout is not None:
             # The rule: a peer is dead only after a whole ping_timeout in
             # which nothing arrived while we were reading and it read nothing

@@ -122,9 +122,7 @@ class Protocol(SendingMixin):
         "_frag_op",
         "_frag_parts",
         "_frag_size",
-        "_head_in",
         "_held_pong",
-        "_mask_bit_in",
         "_masked_in",
         "_out",
         "_part_done",
@@ -159,8 +157,6 @@ class Protocol(SendingMixin):
         self.extensions = list(extensions)
         # Precomputed for receive_data, which runs for every chunk read.
         self._masked_in = side is SERVER  # frames from clients must be masked
-        self._mask_bit_in = MASK_BIT if self._masked_in else 0
-        self._head_in = 6 if self._masked_in else 2  # 7-bit length header (+ key)
         # The fast path needs no extension and a max_size no 7-bit length exceeds.
         self._fast = not self.extensions and (max_size is None or max_size >= 125)
         # receive_buffer() parses in C straight from the caller's buffer.
@@ -268,8 +264,9 @@ class Protocol(SendingMixin):
         max_size = self.max_size
         # The fast path below also needs no text frame validated while incomplete.
         fast = self._fast and not self._part_done
-        mask_bit = self._mask_bit_in
-        head = self._head_in
+        # Per call, not slots: each slot is 8 bytes of every idle connection.
+        mask_bit = MASK_BIT if masked_side else 0
+        head = 6 if masked_side else 2  # a 7-bit length's header (+ key)
         # C speedup: the common frames in one call; it stops at anything else.
         cparse = parse_frames_c if fast else None
         cmax = self._cmax
