@@ -151,6 +151,20 @@ def measure(target: str, args: argparse.Namespace, workdir: Path) -> Count:
             proc.wait()
 
 
+def _revision(src: Path) -> str:
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(src), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return out.stdout.strip()
+
+
 def report(counts: list[Count], args: argparse.Namespace) -> str:
     by = {c.target: c.per_message for c in counts}
     lines = [
@@ -158,8 +172,8 @@ def report(counts: list[Count], args: argparse.Namespace) -> str:
         "",
         f"`bench/instructions.py`, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
         f"{args.clients} clients x {args.messages} messages of 32-byte text after "
-        f"{args.warmup} each to warm up; {platform.python_implementation()} "
-        f"{platform.python_version()}, {platform.machine()}.",
+        f"{args.warmup} each to warm up; ripple git {_revision(args.src)}; "
+        f"{platform.python_implementation()} {platform.python_version()}, {platform.machine()}.",
         "",
         "User-space instructions the server executes per echoed message (the kernel's",
         "read and write are not counted). Lower is better; the ratio is to picows on the",
@@ -203,6 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     data = {
         "args": {k: v for k, v in vars(args).items() if k not in ("out", "src")},
         "python": platform.python_version(),
+        "ripple_git": _revision(args.src),
         "counts": [
             {"target": c.target, "messages": c.messages, "instructions": c.instructions}
             for c in counts
