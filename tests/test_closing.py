@@ -156,13 +156,18 @@ async def test_pending_recv_is_woken_by_close(pair: Pair) -> None:
 
 async def test_wait_closed(pair: Pair) -> None:
     client, server = pair
-    # Cancelling a waiter doesn't affect the connection (it's shielded).
-    cancelled = asyncio.create_task(server.wait_closed())
-    await asyncio.sleep(0.01)
-    cancelled.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await cancelled
+    # Cancelling a waiter doesn't affect the connection.
+    waits_before = len(server._lost._callbacks or ())  # the handler's, if it waits
+    for _ in range(3):
+        cancelled = asyncio.create_task(server.wait_closed())
+        await asyncio.sleep(0.01)
+        cancelled.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await cancelled
     assert not server.closed
+    assert not server._lost.done()
+    # Cancelled waits leave nothing behind on the connection.
+    assert len(server._lost._callbacks or ()) == waits_before
     waiter = asyncio.create_task(server.wait_closed())
     await asyncio.sleep(0.01)
     assert not waiter.done()
