@@ -22,7 +22,12 @@ Usage::
     .venv/bin/python bench/instructions.py              # the default targets
     .venv/bin/python bench/instructions.py --targets ripple-cb/uvloop picows/uvloop
 
-Writes ``results/instructions.md`` and ``.json`` (``--out`` elsewhere).
+``--scenario handshake`` counts per handshake instead: ``--messages``
+connections opened and closed (the closing handshake included), ``--clients``
+at a time.
+
+Writes ``results/instructions.md`` and ``.json`` (``instructions_handshake.*``
+for handshakes; ``--out`` elsewhere).
 Needs valgrind (``apt install valgrind``); Linux only.
 """
 
@@ -90,9 +95,24 @@ async def _client(port: int, count: int) -> None:
                 raise RuntimeError("the server echoed something else")
 
 
-async def _load(port: int, clients: int, count: int, timeout: float) -> None:
-    clients_done = asyncio.gather(*[_client(port, count) for _ in range(clients)])
-    await asyncio.wait_for(clients_done, timeout)
+async def _handshakes(port: int, count: int, concurrency: int) -> None:
+    import ripple
+
+    slots = asyncio.Semaphore(concurrency)
+
+    async def one() -> None:
+        async with slots, ripple.connect(f"ws://127.0.0.1:{port}/", compression=None):
+            pass  # open, then the closing handshake
+
+    await asyncio.gather(*[one() for _ in range(count)])
+
+
+async def _load(port: int, args: argparse.Namespace, count: int) -> None:
+    if args.scenario == "handshake":
+        done = _handshakes(port, count, args.clients)
+    else:
+        done = asyncio.gather(*[_client(port, count) for _ in range(args.clients)])
+    await asyncio.wait_for(done, args.timeout)
 
 
 def _control(command: str, pid: int) -> None:
@@ -133,14 +153,15 @@ def measure(target: str, args: argparse.Namespace, workdir: Path) -> Count:
         if not line.startswith("port "):
             raise RuntimeError(f"{target}: the server said {line!r}")
         port = int(line.split()[1])
-        asyncio.run(_load(port, args.clients, args.warmup, args.timeout))
+        asyncio.run(_load(port, args, args.warmup))
         _control("-z", proc.pid)
-        asyncio.run(_load(port, args.clients, args.messages, args.timeout))
+        asyncio.run(_load(port, args, args.messages))
         _control("-d", proc.pid)
         dumps = sorted(workdir.glob(f"{name}-{loop}.{proc.pid}.*"))
         if not dumps:
             raise RuntimeError(f"{target}: callgrind wrote no dump")
-        return Count(target, args.clients * args.messages, _summary(dumps[-1]))
+        ops = args.messages if args.scenario == "handshake" else args.clients * args.messages
+        return Count(target, ops, _summary(dumps[-1]))
     finally:
         if proc.stdin is not None:
             proc.stdin.close()  # the control channel: the server exits
@@ -167,19 +188,31 @@ def _revision(src: Path) -> str:
 
 def report(counts: list[Count], args: argparse.Namespace) -> str:
     by = {c.target: c.per_message for c in counts}
+    if args.scenario == "handshake":
+        what, unit = "handshake", "handshake"
+        load = (
+            f"{args.messages} connections opened and closed, {args.clients} at a time, after "
+            f"{args.warmup} to warm up"
+        )
+    else:
+        what, unit = "echoed message", "message"
+        load = (
+            f"{args.clients} clients x {args.messages} messages of 32-byte text after "
+            f"{args.warmup} each to warm up"
+        )
     lines = [
-        "# Instructions per echoed message (callgrind)",
+        f"# Instructions per {what} (callgrind)",
         "",
-        f"`bench/instructions.py`, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
-        f"{args.clients} clients x {args.messages} messages of 32-byte text after "
-        f"{args.warmup} each to warm up; ripple git {_revision(args.src)}; "
+        f"`bench/instructions.py --scenario {args.scenario}`, "
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {load}; "
+        f"ripple git {_revision(args.src)}; "
         f"{platform.python_implementation()} {platform.python_version()}, {platform.machine()}.",
         "",
-        "User-space instructions the server executes per echoed message (the kernel's",
-        "read and write are not counted). Lower is better; the ratio is to picows on the",
+        f"User-space instructions the server executes per {what} (the kernel's",
+        "system calls are not counted). Lower is better; the ratio is to picows on the",
         "same loop (picows = 1.00).",
         "",
-        "| target | instructions / message | x picows |",
+        f"| target | instructions / {unit} | x picows |",
         "| --- | ---: | ---: |",
     ]
     for c in counts:
@@ -192,7 +225,13 @@ def report(counts: list[Count], args: argparse.Namespace) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--targets", nargs="+", default=DEFAULT_TARGETS)
-    parser.add_argument("--clients", type=int, default=64)
+    parser.add_argument(
+        "--scenario",
+        choices=("echo", "handshake"),
+        default="echo",
+        help="handshake: open and close --messages connections, --clients at a time",
+    )
+    parser.add_argument("--clients", type=int, default=64, help="handshake: at a time")
     parser.add_argument("--messages", type=int, default=300, help="per client, counted")
     parser.add_argument("--warmup", type=int, default=50, help="per client, not counted")
     parser.add_argument("--timeout", type=float, default=600, help="seconds per load phase")
@@ -209,11 +248,12 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for target in args.targets:
             count = measure(target, args, Path(tmp))
-            print(f"{target:20s} {count.per_message:9,.0f} instructions/message", flush=True)
+            print(f"{target:20s} {count.per_message:9,.0f} instructions/operation", flush=True)
             counts.append(count)
     text = report(counts, args)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "instructions.md").write_text(text)
+    name = "instructions" if args.scenario == "echo" else f"instructions_{args.scenario}"
+    (args.out / f"{name}.md").write_text(text)
     data = {
         "args": {k: v for k, v in vars(args).items() if k not in ("out", "src")},
         "python": platform.python_version(),
@@ -223,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
             for c in counts
         ],
     }
-    (args.out / "instructions.json").write_text(json.dumps(data, indent=2) + "\n")
+    (args.out / f"{name}.json").write_text(json.dumps(data, indent=2) + "\n")
     print(text)
     return 0
 
