@@ -279,9 +279,9 @@ class Connection(Keepalive):
             # The protocol copies out only what it keeps (messages, a partial frame).
             events = p.receive_buffer(self._rbuf, nbytes)
         callback = self._on_message
-        if callback is not None and events:
+        if callback is not None and len(events) == 1:
             message = events[0]
-            if len(events) == 1 and (type(message) is str or type(message) is bytes):
+            if type(message) is str or type(message) is bytes:
                 # One message per read, the usual case: delivered here, not
                 # through _deliver() (10% of a callback echo's instructions).
                 try:
@@ -291,7 +291,6 @@ class Connection(Keepalive):
                 if p._out or p._discard:
                     self._after_receive(p)
                 return
-            events = self._deliver(p, events)  # what's left is recv()'s
         if events or p._out or p._discard:
             self._received(p, events)
 

@@ -44,28 +44,27 @@ CLOSING: Final = State.CLOSING
 CLOSED: Final = State.CLOSED
 
 
-class Ping:
+class _Control:
+    # What Ping and Pong share: the payload. Callers tell them apart by type.
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.data!r})"
+
+
+class Ping(_Control):
     """A ping was received (the protocol already queued the pong)."""
 
-    __slots__ = ("data",)
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-
-    def __repr__(self) -> str:
-        return f"Ping({self.data!r})"
+    __slots__ = ()
 
 
-class Pong:
+class Pong(_Control):
     """A pong was received."""
 
-    __slots__ = ("data",)
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-
-    def __repr__(self) -> str:
-        return f"Pong({self.data!r})"
+    __slots__ = ()
 
 
 Event = Union[str, bytes, Ping, Pong]

@@ -44,6 +44,7 @@ from .masking import apply_mask, encode_frame_c, parse_frames_c, unmask_frame
 from .sending import SendingMixin
 from .sink import PayloadSink
 
+# A literal list: mypy and ruff only see re-exports they can read statically.
 __all__ = [
     "CLIENT",
     "CLOSED",
