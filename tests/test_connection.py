@@ -129,6 +129,33 @@ async def test_concurrent_recv_raises_concurrency_error(pair: Pair) -> None:
     assert await within(first) == "for the first"
 
 
+async def test_recv_cancelled_after_a_message_was_handed_to_it_keeps_it(pair: Pair) -> None:
+    # A message arriving alone goes straight to the waiting recv()'s future.
+    # If the task is cancelled after that but before it runs (a timeout
+    # firing in the same loop iteration), the message must not be lost.
+    client, server = pair
+    waiting = asyncio.ensure_future(server.recv())
+    await eventually(lambda: server._recv_waiter is not None)
+    waiter = server._recv_waiter
+    assert waiter is not None
+    await client.send("kept")
+    # sleep(0) polls once per loop iteration, ahead of the task's wake-up
+    # that the read schedules: the cancel lands between the two.
+    for _ in range(10_000):
+        if waiter.done():
+            break
+        await asyncio.sleep(0)
+    assert waiter.done() and waiter.result() == "kept"
+    assert not waiting.done()
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert server._recv_waiter is None
+    await client.send("next")
+    assert await within(server.recv()) == "kept"
+    assert await within(server.recv()) == "next"
+
+
 # -- bad input from the peer ----------------------------------------------------
 
 
@@ -139,6 +166,26 @@ async def test_invalid_utf8_closes_with_1007(servers: Servers) -> None:
         payload = await peer.recv_until(0x8)
         assert int.from_bytes(payload[:2], "big") == 1007
         assert await peer.read_eof() == b""
+        with pytest.raises(ripple.ConnectionClosedError):
+            await within(conn.recv())
+    finally:
+        peer.writer.transport.abort()
+
+
+async def test_recv_gets_the_message_before_an_error_in_the_same_read(servers: Servers) -> None:
+    # recv() is already waiting; one read holds a message and then a frame
+    # with an RSV bit. The message is the application's (it may answer it)
+    # before the connection fails with 1002: at the next recv(), or after
+    # close_timeout if there is none.
+    peer, conn, _ = await raw_pair(servers, close_timeout=0.2)
+    try:
+        waiting = asyncio.ensure_future(conn.recv())
+        await eventually(lambda: conn._recv_waiter is not None)
+        peer.writer.write(build_frame(0x1, b"first") + build_frame(0x1, b"bad", rsv=0x40))
+        assert await within(waiting) == "first"
+        await within(conn.send("answer"))
+        assert await peer.recv_frame() == (True, 0x1, b"answer")
+        assert int.from_bytes((await peer.recv_until(0x8))[:2], "big") == 1002
         with pytest.raises(ripple.ConnectionClosedError):
             await within(conn.recv())
     finally:

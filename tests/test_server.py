@@ -869,7 +869,9 @@ async def test_single_message_up_to_max_size_passes_read_limit(servers: Servers)
         assert await within(client.recv()) == b"q" * 5000
 
 
-async def test_write_limit_suspends_send_until_peer_reads(servers: Servers) -> None:
+@pytest.mark.parametrize("kind", [bytes, str])
+async def test_write_limit_suspends_send_until_peer_reads(servers: Servers, kind: type) -> None:
+    # bytes and str take different paths to the transport (str: send()'s inline fast path).
     parked = Parked()
     server, _ = await servers.start(parked, write_limit=16384)
     raw = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -883,11 +885,13 @@ async def test_write_limit_suspends_send_until_peer_reads(servers: Servers) -> N
         conn = await parked.next()
         assert conn.transport is not None
         chunk = b"w" * 65536
+        message = chunk if kind is bytes else chunk.decode()
+        opcode_sent = 0x2 if kind is bytes else 0x1
         sent = 0
         pending: asyncio.Task[None] | None = None
         # The peer reads nothing: sooner or later, send() must suspend.
         for _ in range(500):
-            task = asyncio.create_task(conn.send(chunk))
+            task = asyncio.create_task(conn.send(message))
             done, _ = await asyncio.wait({task}, timeout=0.2)
             sent += 1
             if not done:
@@ -900,7 +904,7 @@ async def test_write_limit_suspends_send_until_peer_reads(servers: Servers) -> N
         # The peer reads everything: the suspended send() completes.
         for _ in range(sent):
             _, opcode, payload = await peer.recv_frame()
-            assert opcode == 0x2 and payload == chunk
+            assert opcode == opcode_sent and payload == chunk
         await within(pending)
         assert not conn._writing_paused
         await within(conn.send("after drain"))

@@ -15,6 +15,9 @@
  *     in one call; anything else is left to the Python parser in
  *     ripple/protocol/state.py, which also handles every error.
  *
+ * parse_message(buf, end, masked, max_size) -> str | bytes | None
+ *     The message when the buffer is exactly one such frame: the usual read.
+ *
  * encode_frame(opcode, payload) -> bytes
  *     One unmasked FIN frame, header and payload in one allocation.
  *
@@ -278,6 +281,121 @@ ripple_unmask_frame(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 /* Text payloads up to this size are unmasked on the stack before decoding. */
 #define RIPPLE_STACK_TEXT 4096
 
+/* Parse the common frame at b[pos:end] (see parse_frames_doc). Returns 1
+ * with *item (a new reference) and *next (the offset after the frame); 0
+ * when the frame is incomplete or one the Python parser must handle, with
+ * nothing consumed; -1 with an exception set (out of memory). */
+static int
+ripple_parse_one(const unsigned char *b, Py_ssize_t pos, Py_ssize_t end,
+                 int masked, Py_ssize_t max_size, PyObject **item,
+                 Py_ssize_t *next)
+{
+    unsigned int b0, b1;
+    Py_ssize_t length, hdr = pos + 2;
+    const unsigned char *key = NULL;
+    PyObject *out;
+
+    if (end - pos < 2) {
+        return 0;
+    }
+    b0 = b[pos];
+    b1 = b[pos + 1];
+    length = b1 & 0x7F;
+    if (b0 != RIPPLE_FIN_TEXT && b0 != RIPPLE_FIN_BINARY) {
+        return 0;  /* control frame, fragment, RSV bit, bad opcode */
+    }
+    if (((b1 & 0x80) != 0) != masked) {
+        return 0;  /* wrong masking: the Python parser fails it */
+    }
+    if (length == 127) {
+        return 0;  /* 64-bit lengths are large: the Python path copies less */
+    }
+    if (length == 126) {
+        if (end - pos < 4) {
+            return 0;
+        }
+        length = ((Py_ssize_t)b[hdr] << 8) | b[hdr + 1];
+        if (length < 126) {
+            return 0;  /* non-minimal length: a protocol error */
+        }
+        hdr += 2;
+    }
+    if (max_size >= 0 && length > max_size) {
+        return 0;  /* PayloadTooBig, raised by the Python parser */
+    }
+    if (masked) {
+        if (end - hdr < RIPPLE_MASK_LEN) {
+            return 0;
+        }
+        key = b + hdr;
+        hdr += RIPPLE_MASK_LEN;
+    }
+    if (length > end - hdr) {
+        return 0;  /* incomplete */
+    }
+    if (b0 == RIPPLE_FIN_BINARY) {
+        out = PyBytes_FromStringAndSize(masked ? NULL : (const char *)b + hdr, length);
+        if (out == NULL) {
+            return -1;
+        }
+        if (masked) {
+            ripple_xor_mask(b + hdr, (unsigned char *)PyBytes_AS_STRING(out),
+                            length, key);
+        }
+    }
+    else {
+        if (masked) {
+            unsigned char stack[RIPPLE_STACK_TEXT];
+            unsigned char *tmp = stack;
+            if (length > RIPPLE_STACK_TEXT) {
+                tmp = (unsigned char *)PyMem_Malloc((size_t)length);
+                if (tmp == NULL) {
+                    PyErr_NoMemory();
+                    return -1;
+                }
+            }
+            ripple_xor_mask(b + hdr, tmp, length, key);
+            out = PyUnicode_DecodeUTF8((const char *)tmp, length, NULL);
+            if (tmp != stack) {
+                PyMem_Free(tmp);
+            }
+        }
+        else {
+            out = PyUnicode_DecodeUTF8((const char *)b + hdr, length, NULL);
+        }
+        if (out == NULL) {
+            if (PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
+                PyErr_Clear();
+                return 0;  /* the Python parser raises InvalidUTF8 (1007) */
+            }
+            return -1;
+        }
+    }
+    *item = out;
+    *next = hdr + length;
+    return 1;
+}
+
+/* The arguments parse_frames() and parse_message() share. */
+static int
+ripple_parse_args(PyObject *const *args, Py_ssize_t *end, int *masked,
+                  Py_ssize_t *max_size)
+{
+    *end = PyLong_AsSsize_t(args[0]);
+    if (*end == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    *masked = PyObject_IsTrue(args[1]);
+    if (*masked < 0) {
+        return -1;
+    }
+    *max_size = PyLong_AsSsize_t(args[2]);
+    if (*max_size == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    return 0;
+}
+
 PyDoc_STRVAR(parse_frames_doc,
 "parse_frames($module, buf, pos, end, masked, max_size, events, /)\n"
 "--\n"
@@ -295,9 +413,9 @@ static PyObject *
 ripple_parse_frames(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     Py_buffer view;
-    Py_ssize_t pos, end, max_size;
-    int masked;
-    PyObject *events;
+    Py_ssize_t pos, end, max_size, next;
+    int masked, found;
+    PyObject *events, *item;
     const unsigned char *b;
 
     (void)module;
@@ -312,16 +430,7 @@ ripple_parse_frames(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (pos == -1 && PyErr_Occurred()) {
         return NULL;
     }
-    end = PyLong_AsSsize_t(args[2]);
-    if (end == -1 && PyErr_Occurred()) {
-        return NULL;
-    }
-    masked = PyObject_IsTrue(args[3]);
-    if (masked < 0) {
-        return NULL;
-    }
-    max_size = PyLong_AsSsize_t(args[4]);
-    if (max_size == -1 && PyErr_Occurred()) {
+    if (ripple_parse_args(args + 2, &end, &masked, &max_size) < 0) {
         return NULL;
     }
     events = args[5];
@@ -339,95 +448,74 @@ ripple_parse_frames(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     b = (const unsigned char *)view.buf;
 
-    while (end - pos >= 2) {
-        unsigned int b0 = b[pos], b1 = b[pos + 1];
-        Py_ssize_t length = b1 & 0x7F, hdr = pos + 2;
-        const unsigned char *key = NULL;
-        PyObject *item;
-
-        if (b0 != RIPPLE_FIN_TEXT && b0 != RIPPLE_FIN_BINARY) {
-            break;  /* control frame, fragment, RSV bit, bad opcode */
-        }
-        if (((b1 & 0x80) != 0) != masked) {
-            break;  /* wrong masking: the Python parser fails it */
-        }
-        if (length == 127) {
-            break;  /* 64-bit lengths are large: the Python path copies less */
-        }
-        if (length == 126) {
-            if (end - pos < 4) {
-                break;
-            }
-            length = ((Py_ssize_t)b[hdr] << 8) | b[hdr + 1];
-            if (length < 126) {
-                break;  /* non-minimal length: a protocol error */
-            }
-            hdr += 2;
-        }
-        if (max_size >= 0 && length > max_size) {
-            break;  /* PayloadTooBig, raised by the Python parser */
-        }
-        if (masked) {
-            if (end - hdr < RIPPLE_MASK_LEN) {
-                break;
-            }
-            key = b + hdr;
-            hdr += RIPPLE_MASK_LEN;
-        }
-        if (length > end - hdr) {
-            break;  /* incomplete */
-        }
-        if (b0 == RIPPLE_FIN_BINARY) {
-            item = PyBytes_FromStringAndSize(masked ? NULL : (const char *)b + hdr, length);
-            if (item == NULL) {
-                goto error;
-            }
-            if (masked) {
-                ripple_xor_mask(b + hdr, (unsigned char *)PyBytes_AS_STRING(item),
-                                length, key);
-            }
-        }
-        else {
-            if (masked) {
-                unsigned char stack[RIPPLE_STACK_TEXT];
-                unsigned char *tmp = stack;
-                if (length > RIPPLE_STACK_TEXT) {
-                    tmp = (unsigned char *)PyMem_Malloc((size_t)length);
-                    if (tmp == NULL) {
-                        PyErr_NoMemory();
-                        goto error;
-                    }
-                }
-                ripple_xor_mask(b + hdr, tmp, length, key);
-                item = PyUnicode_DecodeUTF8((const char *)tmp, length, NULL);
-                if (tmp != stack) {
-                    PyMem_Free(tmp);
-                }
-            }
-            else {
-                item = PyUnicode_DecodeUTF8((const char *)b + hdr, length, NULL);
-            }
-            if (item == NULL) {
-                if (PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
-                    PyErr_Clear();
-                    break;  /* the Python parser raises InvalidUTF8 (1007) */
-                }
-                goto error;
-            }
-        }
+    while ((found = ripple_parse_one(b, pos, end, masked, max_size, &item, &next)) > 0) {
         if (PyList_Append(events, item) < 0) {
             Py_DECREF(item);
-            goto error;
+            found = -1;
+            break;
         }
         Py_DECREF(item);
-        pos = hdr + length;
+        pos = next;
     }
     PyBuffer_Release(&view);
+    if (found < 0) {
+        return NULL;
+    }
     return PyLong_FromSsize_t(pos);
+}
 
-error:
+PyDoc_STRVAR(parse_message_doc,
+"parse_message($module, buf, end, masked, max_size, /)\n"
+"--\n"
+"\n"
+"The message, str or bytes, when ``buf[:end]`` is exactly one of the\n"
+"frames parse_frames() takes; None for anything else (several frames, an\n"
+"incomplete one, one the caller's parser must handle), with nothing\n"
+"consumed. The usual read holds one message: this returns it without a\n"
+"list or an offset to check. Never raises for the peer's bytes.");
+
+static PyObject *
+ripple_parse_message(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_buffer view;
+    Py_ssize_t end, max_size, next = 0;
+    int masked, found;
+    PyObject *item = NULL;
+
+    (void)module;
+
+    if (nargs != 4) {
+        PyErr_Format(PyExc_TypeError,
+                     "parse_message() takes exactly 4 arguments (%zd given)",
+                     nargs);
+        return NULL;
+    }
+    if (ripple_parse_args(args + 1, &end, &masked, &max_size) < 0) {
+        return NULL;
+    }
+    if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) != 0) {
+        return NULL;
+    }
+    if (end < 0 || end > view.len) {
+        PyErr_SetString(PyExc_ValueError, "end must lie within the buffer");
+        PyBuffer_Release(&view);
+        return NULL;
+    }
+    found = ripple_parse_one((const unsigned char *)view.buf, 0, end, masked,
+                             max_size, &item, &next);
     PyBuffer_Release(&view);
-    return NULL;
+    if (found < 0) {
+        return NULL;
+    }
+    if (found == 0) {
+        Py_RETURN_NONE;
+    }
+    if (next != end) {
+        /* More after it: parse_frames() takes the whole read. */
+        Py_DECREF(item);
+        Py_RETURN_NONE;
+    }
+    return item;
 }
 
 PyDoc_STRVAR(encode_frame_doc,
@@ -602,6 +690,8 @@ static PyMethodDef ripple_speedups_methods[] = {
      METH_FASTCALL, unmask_frame_doc},
     {"parse_frames", (PyCFunction)(void (*)(void))ripple_parse_frames,
      METH_FASTCALL, parse_frames_doc},
+    {"parse_message", (PyCFunction)(void (*)(void))ripple_parse_message,
+     METH_FASTCALL, parse_message_doc},
     {"encode_frame", (PyCFunction)(void (*)(void))ripple_encode_frame,
      METH_FASTCALL, encode_frame_doc},
     {"payload_buffer", (PyCFunction)ripple_payload_buffer, METH_O,

@@ -46,7 +46,9 @@ class Closing(Writer):
     # most idle connections never queue anything.
     _queue: collections.deque[Data] | None
     _reading_paused: bool
-    _recv_waiter: asyncio.Future[None] | None
+    # recv()'s wait: its result is the message itself when one arrives
+    # alone with nothing queued, None for anything else (see _receive()).
+    _recv_waiter: asyncio.Future[Data | None] | None
 
     def _after_receive(self, p: Protocol) -> None:
         transport = self.transport

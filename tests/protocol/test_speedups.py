@@ -113,6 +113,92 @@ def test_programming_errors_raise(c: ModuleType, args: tuple[Any, ...], exc: typ
         c.parse_frames(*args)
 
 
+# Frames for the property tests: mostly common ones, some of every other kind.
+_B0 = st.sampled_from([0x81, 0x82, 0x81, 0x82, 0x01, 0x80, 0x00, 0x89, 0x8A, 0x88, 0xC1, 0x83])
+_PAYLOAD = st.one_of(
+    st.binary(max_size=140),
+    st.text(max_size=60).map(str.encode),
+    st.sampled_from([b"\xff", b"\xed\xa0\x80", b"\xe2\x82", b"x" * 200, b"y" * 1000]),
+)
+
+
+# -- parse_message: a read that is exactly one message ------------------------
+
+
+@pytest.mark.parametrize("side", [SERVER, CLIENT])
+def test_parse_message_returns_a_lone_message(c: ModuleType, side: Side) -> None:
+    for b0, payload, message in [
+        (0x81, "héllo".encode(), "héllo"),
+        (0x82, b"\x00\x01", b"\x00\x01"),
+        (0x81, b"", ""),
+        (0x82, b"x" * 300, b"x" * 300),
+    ]:
+        data = bytearray(frame(side, b0, payload) + b"junk after end")
+        end = len(data) - len(b"junk after end")
+        got = c.parse_message(data, end, side is SERVER, -1)
+        assert (got, type(got)) == (message, type(message))
+
+
+@pytest.mark.parametrize("side", [SERVER, CLIENT])
+def test_parse_message_returns_none_for_anything_else(c: ModuleType, side: Side) -> None:
+    one = frame(side, 0x81, b"ok")
+    others = {
+        "two messages": one + one,
+        "a message and a ping": one + frame(side, 0x89, b"p"),
+        "a ping": frame(side, 0x89, b"p"),
+        "a fragment": frame(side, 0x01, b"a"),
+        "invalid utf-8": frame(side, 0x81, b"\xff"),
+        "incomplete": one[:-1],
+        "empty": b"",
+        "64-bit length": frame(side, 0x82, b"y" * 70000),
+        "wrong masking": raw_frame(0x82, b"a", key=None if side is SERVER else KEY),
+    }
+    for what, data in others.items():
+        assert c.parse_message(data, len(data), side is SERVER, -1) is None, what
+    assert c.parse_message(one, len(one), side is SERVER, 1) is None  # over max_size
+
+
+@pytest.mark.parametrize(
+    ("args", "exc"),
+    [
+        ((b"ab", 3, True, -1), ValueError),  # end past the buffer
+        ((b"ab", -1, True, -1), ValueError),
+        (("ab", 2, True, -1), TypeError),  # not a buffer
+        ((b"ab", 2, True), TypeError),  # too few arguments
+    ],
+)
+def test_parse_message_programming_errors_raise(
+    c: ModuleType, args: tuple[Any, ...], exc: type
+) -> None:
+    with pytest.raises(exc):
+        c.parse_message(*args)
+
+
+@settings(max_examples=300, deadline=None)
+@example(side=SERVER, frames=[(0x81, b"hi", False)], cut=0, max_size=-1)
+@example(side=CLIENT, frames=[(0x82, b"x" * 200, False)], cut=0, max_size=150)
+@given(
+    side=st.sampled_from([SERVER, CLIENT]),
+    frames=st.lists(st.tuples(_B0, _PAYLOAD, st.booleans()), max_size=3),
+    cut=st.integers(0, 8),
+    max_size=st.sampled_from([-1, 125, 150]),
+)
+def test_parse_message_is_parse_frames_of_exactly_one(
+    side: Side, frames: list[tuple[int, bytes, bool]], cut: int, max_size: int
+) -> None:
+    c = speedups()
+    data = b""
+    for b0, payload, wrong_mask in frames:
+        masked = (side is SERVER) is not wrong_mask
+        data += raw_frame(b0, payload, key=KEY if masked else None)
+    end = max(0, len(data) - cut)
+    events: list[Any] = []
+    pos = c.parse_frames(data, 0, end, side is SERVER, max_size, events)
+    expected = events[0] if pos == end and len(events) == 1 else None
+    got = c.parse_message(data, end, side is SERVER, max_size)
+    assert (got, type(got)) == (expected, type(expected))
+
+
 # -- the parser with and without it gives the same results --------------------
 
 
@@ -128,14 +214,6 @@ def _run(side: Side, pieces: list[bytes], max_size: int, use_c: bool) -> tuple[A
     failed = type(proto.failed).__name__ if proto.failed is not None else None
     # repr: Ping and Pong events have no __eq__; str and bytes repr exactly.
     return [repr(e) for e in events], failed, close_codes(proto.data_to_send())
-
-
-_B0 = st.sampled_from([0x81, 0x82, 0x81, 0x82, 0x01, 0x80, 0x00, 0x89, 0x8A, 0x88, 0xC1, 0x83])
-_PAYLOAD = st.one_of(
-    st.binary(max_size=140),
-    st.text(max_size=60).map(str.encode),
-    st.sampled_from([b"\xff", b"\xed\xa0\x80", b"\xe2\x82", b"x" * 200, b"y" * 1000]),
-)
 
 
 @settings(max_examples=300, deadline=None)

@@ -114,6 +114,10 @@ apply_mask: Final[Callable[[BytesLike, BytesLike], bytes]] = (
 parse_frames_c: Final[Callable[[BytesLike, int, int, bool, int, list[Any]], int] | None] = getattr(
     _speedups, "parse_frames", None
 )
+#: C: the message when a buffer is exactly one such frame, else None.
+parse_message_c: Final[Callable[[BytesLike, int, bool, int], str | bytes | None] | None] = getattr(
+    _speedups, "parse_message", None
+)
 #: C: one unmasked FIN frame, header and payload in one allocation.
 encode_frame_c: Final[Callable[[int, str | BytesLike], bytes] | None] = getattr(
     _speedups, "encode_frame", None
