@@ -83,6 +83,9 @@ _READ_SIZE = 2**18
 _reads = threading.local()
 
 
+_Future = asyncio.Future  # a global lookup, not an attribute chain, per recv()
+
+
 def _read_buffer() -> memoryview:
     # One read buffer per thread, shared by its connections: asyncio calls
     # get_buffer(), recv_into() and buffer_updated() back to back, and
@@ -556,7 +559,10 @@ class Connection(Keepalive):
         if p.state is not OPEN and (p._discard or p.state is CLOSED):
             raise self._end_exc(iterating)
         while True:
-            waiter: asyncio.Future[Data | None] = self.loop.create_future()
+            # Future() takes the running loop, which is ours (recv() runs in
+            # it); loop.create_future() passes it as a keyword, and that
+            # costs a dict per call: 850 instructions per message (callgrind).
+            waiter: asyncio.Future[Data | None] = _Future()
             self._recv_waiter = waiter
             try:
                 message = await waiter
