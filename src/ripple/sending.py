@@ -64,8 +64,8 @@ class Sending(Closing):
             and self._send_frag is None
             and self._pending is None
         ):
-            # send_nowait()'s inline case, repeated rather than called (the
-            # call is 650 instructions of an `async for` echo's 18,000),
+            # send_nowait()'s inline case, repeated rather than called (a
+            # call costs an `async for` echo 650 instructions per message),
             # then the wait for the buffer to drain.
             self.transport.write(encode_frame_c(OP_TEXT, message))  # type: ignore[misc,union-attr]
             if self._writing_paused:
