@@ -284,10 +284,13 @@ ripple_unmask_frame(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 /* Parse the common frame at b[pos:end] (see parse_frames_doc). Returns 1
  * with *item (a new reference) and *next (the offset after the frame); 0
  * when the frame is incomplete or one the Python parser must handle, with
- * nothing consumed; -1 with an exception set (out of memory). */
+ * nothing consumed; -1 with an exception set (out of memory). With
+ * ``whole``, also 0 when the frame doesn't end exactly at ``end``: checked
+ * before the message is built, so a read of several frames costs
+ * parse_message() a header, not a message thrown away. */
 static int
 ripple_parse_one(const unsigned char *b, Py_ssize_t pos, Py_ssize_t end,
-                 int masked, Py_ssize_t max_size, PyObject **item,
+                 int masked, Py_ssize_t max_size, int whole, PyObject **item,
                  Py_ssize_t *next)
 {
     unsigned int b0, b1;
@@ -332,6 +335,9 @@ ripple_parse_one(const unsigned char *b, Py_ssize_t pos, Py_ssize_t end,
     }
     if (length > end - hdr) {
         return 0;  /* incomplete */
+    }
+    if (whole && length != end - hdr) {
+        return 0;  /* more after it: the caller parses the read another way */
     }
     if (b0 == RIPPLE_FIN_BINARY) {
         out = PyBytes_FromStringAndSize(masked ? NULL : (const char *)b + hdr, length);
@@ -448,7 +454,7 @@ ripple_parse_frames(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     b = (const unsigned char *)view.buf;
 
-    while ((found = ripple_parse_one(b, pos, end, masked, max_size, &item, &next)) > 0) {
+    while ((found = ripple_parse_one(b, pos, end, masked, max_size, 0, &item, &next)) > 0) {
         if (PyList_Append(events, item) < 0) {
             Py_DECREF(item);
             found = -1;
@@ -502,17 +508,12 @@ ripple_parse_message(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     found = ripple_parse_one((const unsigned char *)view.buf, 0, end, masked,
-                             max_size, &item, &next);
+                             max_size, 1, &item, &next);
     PyBuffer_Release(&view);
     if (found < 0) {
         return NULL;
     }
     if (found == 0) {
-        Py_RETURN_NONE;
-    }
-    if (next != end) {
-        /* More after it: parse_frames() takes the whole read. */
-        Py_DECREF(item);
         Py_RETURN_NONE;
     }
     return item;
