@@ -283,7 +283,8 @@ class Connection(Keepalive):
             self._received(p, p.receive_sink(nbytes))
             return
         else:
-            # The protocol copies out only what it keeps (messages, a partial frame).
+            # Not C's case (a partial frame or fragment open, or no speedups):
+            # receive_buffer() copies the read out of the shared buffer.
             events = p.receive_buffer(self._rbuf, nbytes)
             message = None
         if message is None:
