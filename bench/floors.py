@@ -1,0 +1,318 @@
+"""The floors under the two speed targets ripple misses, measured beside the peers.
+
+``run.py`` shows two targets ripple doesn't reach. This measures what each is
+bounded by, in one process, as ratios in the same run:
+
+1. **Unmasking 1 MiB in pure Python.** ripple without its C speedup
+   (``RIPPLE_NO_SPEEDUPS=1``) must XOR every received byte with the client's
+   masking key (RFC 6455, section 5.3) using the standard library only. Here
+   every stdlib way to do that we know of is timed on 1 MiB, beside the C
+   masks websockets and aiohttp ship (and ripple's own). The fastest pure
+   Python one is then set against the whole server CPU of one 1 MiB echo round
+   trip of websockets and aiohttp on asyncio, from ``results/latest.json`` (an
+   earlier run of ``run.py``; the file says which).
+2. **An awaitable receive.** ``async for message in ws`` wakes the handler's
+   task for each message: a future, its result, a loop callback, a task step.
+   picows has no awaitable receive; its listener is a callback, as ripple's
+   ``on_message`` is. Here a closed loop of N events delivers each one either
+   to a callback (what picows and ``on_message`` do) or to a task waiting on a
+   future (what any ``await ws.recv()`` does), with no I/O, on asyncio and on
+   uvloop. The difference is the wake-up's price per message, set against the
+   gap between ripple and picows on the 64-client echo in ``latest.json``.
+
+Usage::
+
+    .venv/bin/python bench/floors.py                 # ~30 s
+    .venv/bin/python bench/floors.py --messages 50000 --repeats 3
+
+Writes ``results/floors.md`` and ``results/floors.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+sys.path.insert(0, str(HERE.parent / "src"))
+
+from ripple.protocol import masking  # noqa: E402  (after the path above)
+
+MIB = 1 << 20
+
+Mask = Callable[[bytes, bytes], Any]
+
+
+def _whole_int(data: bytes, mask: bytes) -> bytes:
+    # One int for the whole payload: the conversions' cost without chunking.
+    size = len(data)
+    key = int.from_bytes(mask * (size // 4) + mask[: size % 4], "little")
+    return (int.from_bytes(data, "little") ^ key).to_bytes(size, "little")
+
+
+_TABLES = [bytes(b ^ k for b in range(256)) for k in range(256)]
+
+
+def _strided_translate(data: bytes, mask: bytes) -> bytearray:
+    # translate() maps bytes without regard to position, so each of the four
+    # key phases is a strided slice of its own; in place on a bytearray copy
+    # (strided slices of a bytearray timed twice as fast as of bytes).
+    out = bytearray(data)
+    for phase in range(4):
+        out[phase::4] = out[phase::4].translate(_TABLES[mask[phase]])
+    return out
+
+
+def _candidates() -> tuple[dict[str, Mask], dict[str, Mask]]:
+    """(pure Python, C) masking functions, each as f(data, mask) -> masked."""
+    python: dict[str, Mask] = {
+        "ripple apply_mask_python (int XOR, 8 KiB chunks)": masking.apply_mask_python,
+        "one int for the whole payload": _whole_int,
+        "translate() on 4 strided slices, in place": _strided_translate,
+    }
+    c: dict[str, Mask] = {}
+    if masking.SPEEDUPS:
+        c["ripple _speedups.apply_mask"] = masking.apply_mask
+    try:
+        from websockets.speedups import apply_mask as ws_mask
+    except ImportError:
+        pass
+    else:
+        c["websockets speedups.apply_mask"] = ws_mask
+    try:
+        from aiohttp._websocket import helpers as aiohttp_helpers
+    except ImportError:
+        pass
+    else:
+        # aiohttp masks a bytearray in place; the copy (~1% of the time) is counted.
+        def in_place(f: Callable[[bytes, bytearray], None]) -> Mask:
+            def run(data: bytes, mask: bytes) -> bytearray:
+                buf = bytearray(data)
+                f(mask, buf)
+                return buf
+
+            return run
+
+        # Private names: either may go in another aiohttp version.
+        fallback = getattr(aiohttp_helpers, "_websocket_mask_python", None)
+        fast = getattr(aiohttp_helpers, "websocket_mask", None)
+        if fallback is not None:
+            python["aiohttp's pure-Python fallback"] = in_place(fallback)
+        if fast is not None and fast is not fallback:
+            c["aiohttp websocket_mask (Cython)"] = in_place(fast)
+    return python, c
+
+
+def time_masks(repeats: int) -> list[dict[str, Any]]:
+    data, mask = os.urandom(MIB), os.urandom(4)
+    expected = masking.apply_mask_python(data, mask)
+    python, c = _candidates()
+    group = {name: ("pure Python", f) for name, f in python.items()}
+    group.update({name: ("C", f) for name, f in c.items()})
+    for name, (_, f) in group.items():  # also the warm-up
+        if bytes(f(data, mask)) != expected:  # a wrong mask can't count
+            raise SystemExit(f"{name} masked 1 MiB wrongly")
+    # Alternated: the first to allocate 1 MiB buffers pays for the page faults
+    # until malloc stops mapping fresh memory for them, which timing each
+    # candidate's repeats in a row would charge to whichever came first.
+    times: dict[str, list[float]] = {name: [] for name in group}
+    for _ in range(repeats):
+        for name, (_, f) in group.items():
+            t0 = time.perf_counter()
+            for _ in range(5):
+                f(data, mask)
+            times[name].append((time.perf_counter() - t0) / 5)
+    return [
+        {"kind": kind, "name": name, "ms_per_mib": min(times[name]) * 1e3}
+        for name, (kind, _) in group.items()
+    ]
+
+
+async def _wakeups(messages: int, via_task: bool) -> float:
+    """CPU seconds per message delivered by `messages` chained loop callbacks."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[None] = loop.create_future()
+    if via_task:
+        waiter: asyncio.Future[bytes] | None = None
+
+        def event(message: bytes) -> None:
+            # The read callback hands the message to the waiting recv().
+            assert waiter is not None
+            waiter.set_result(message)
+
+        async def consumer() -> None:
+            nonlocal waiter
+            for _ in range(messages):
+                waiter = loop.create_future()
+                loop.call_soon(event, b"x")  # stands for the next read event
+                await waiter
+            done.set_result(None)
+
+        t0 = time.process_time()
+        task = loop.create_task(consumer())
+        await done
+        await task
+    else:
+        count = 0
+
+        def handler(message: bytes) -> None:
+            nonlocal count
+            count += 1
+            if count == messages:
+                done.set_result(None)
+            else:
+                loop.call_soon(event, message)  # stands for the next read event
+
+        def event(message: bytes) -> None:
+            # The read callback calls the user's callback: no task, no future.
+            handler(message)
+
+        t0 = time.process_time()
+        loop.call_soon(event, b"x")
+        await done
+    return (time.process_time() - t0) / messages
+
+
+def time_wakeups(messages: int, repeats: int) -> list[dict[str, Any]]:
+    loops: dict[str, Callable[[Any], Any]] = {"asyncio": asyncio.run}
+    try:
+        import uvloop
+    except ImportError:
+        pass
+    else:
+        loops["uvloop"] = uvloop.run
+    rows = []
+    for loop_name, run in loops.items():
+        cells: dict[str, list[float]] = {"callback": [], "task": []}
+        for _ in range(repeats):  # alternated, so drift hits both alike
+            cells["callback"].append(run(_wakeups(messages, False)))
+            cells["task"].append(run(_wakeups(messages, True)))
+        cb = statistics.median(cells["callback"]) * 1e6
+        task = statistics.median(cells["task"]) * 1e6
+        rows.append(
+            {"loop": loop_name, "callback_us": cb, "task_us": task, "wakeup_us": task - cb}
+        )
+    return rows
+
+
+def _latest() -> dict[str, Any] | None:
+    path = RESULTS / "latest.json"
+    if not path.exists():
+        return None
+    latest: dict[str, Any] = json.loads(path.read_text())
+    return latest
+
+
+def _cpu(latest: dict[str, Any], scenario: str, target: str) -> float | None:
+    for row in latest["rows"]:
+        if row["scenario"] == scenario and target in row["cells"]:
+            value = row["cells"][target].get("server_cpu_us_per_op")
+            return float(value) if value is not None else None
+    return None
+
+
+def report(
+    masks: list[dict[str, Any]], wakeups: list[dict[str, Any]]
+) -> tuple[str, dict[str, Any]]:
+    latest = _latest()
+    ws_c = next((r for r in masks if r["name"].startswith("websockets")), None)
+    lines = [
+        "# The floors under the missed targets",
+        "",
+        f"`bench/floors.py`, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
+        f"CPython {platform.python_version()}, {platform.machine()}.",
+        "",
+        "## 1. Unmasking 1 MiB",
+        "",
+        "Best of the repeats, ms per MiB; ratio to websockets' C mask in this run.",
+        "",
+        "| kind | how | ms per MiB | x websockets' C |",
+        "| --- | --- | ---: | ---: |",
+    ]
+    for r in masks:
+        ratio = f"{r['ms_per_mib'] / ws_c['ms_per_mib']:.0f}" if ws_c else "n/a"
+        lines.append(f"| {r['kind']} | {r['name']} | {r['ms_per_mib']:.3f} | {ratio} |")
+    best = min((r for r in masks if r["kind"] == "pure Python"), key=lambda r: r["ms_per_mib"])
+    summary: dict[str, Any] = {"fastest_pure_python": best}
+    ripple_c = next((r for r in masks if r["name"].startswith("ripple _speedups")), None)
+    ripple_cpu = _cpu(latest, "echo1m", "ripple/asyncio") if latest is not None else None
+    if latest is not None and ripple_c is not None and ripple_cpu is not None:
+        # ripple's own round trip with only the unmask swapped: what pure
+        # Python could reach if nothing else in it cost more than with C.
+        floor = ripple_cpu / 1e3 - ripple_c["ms_per_mib"] + best["ms_per_mib"]
+        summary["pure_python_floor_ms"] = floor
+        lines += [
+            "",
+            "Server CPU of a 1 MiB echo round trip on asyncio in ms, from `latest.json`",
+            f"({latest['date']}). The floor is ripple's round trip ({ripple_cpu / 1e3:.2f})",
+            f"with its C unmask swapped for the fastest pure-Python one here: {floor:.2f}.",
+            "",
+            "| peer | its round trip | the pure-Python floor, x it |",
+            "| --- | ---: | ---: |",
+        ]
+        for peer in ("ripple-py/asyncio", "websockets/asyncio", "aiohttp/asyncio"):
+            cpu = _cpu(latest, "echo1m", peer)
+            if cpu is not None:
+                lines.append(f"| {peer} | {cpu / 1e3:.2f} | {floor / (cpu / 1e3):.2f} |")
+                summary[peer] = {"round_trip_ms": cpu / 1e3}
+    lines += [
+        "",
+        "## 2. Waking a task per message",
+        "",
+        "CPU µs per message, median of the repeats: a chain of loop callbacks, each",
+        "message delivered to a callback or to a task awaiting a future.",
+        "",
+        "| loop | to a callback | to a waiting task | the wake-up |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for r in wakeups:
+        lines.append(
+            f"| {r['loop']} | {r['callback_us']:.2f} | {r['task_us']:.2f} | {r['wakeup_us']:.2f} |"
+        )
+    if latest is not None:
+        ripple = _cpu(latest, "echo64", "ripple/uvloop")
+        picows = _cpu(latest, "echo64", "picows/uvloop")
+        uv = next((r for r in wakeups if r["loop"] == "uvloop"), None)
+        if ripple is not None and picows is not None and uv is not None:
+            gap = ripple - picows
+            lines += [
+                "",
+                "Echo, 64 clients, uvloop, in `latest.json`: ripple (`async for`)",
+                f"{ripple:.1f} µs of server CPU per message, picows {picows:.1f}: a gap of",
+                f"{gap:.1f} µs, against {uv['wakeup_us']:.2f} µs for the wake-up alone here.",
+            ]
+            summary["echo64_uvloop"] = {"gap_us": gap, "wakeup_us": uv["wakeup_us"]}
+    return "\n".join(lines) + "\n", summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=200_000, help="per wake-up measurement")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--out", type=Path, default=RESULTS / "floors", help="path without suffix")
+    args = parser.parse_args(argv)
+    if args.messages < 1 or args.repeats < 1:
+        parser.error("--messages and --repeats must be at least 1")
+    masks = time_masks(args.repeats)
+    wakeups = time_wakeups(args.messages, args.repeats)
+    text, summary = report(masks, wakeups)
+    print(text, end="")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.with_suffix(".md").write_text(text)
+    data = {"masks": masks, "wakeups": wakeups, "summary": summary, "argv": sys.argv[1:]}
+    args.out.with_suffix(".json").write_text(json.dumps(data, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
