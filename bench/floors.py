@@ -17,8 +17,9 @@ bounded by, in one process, as ratios in the same run:
    ``on_message`` is. Here a closed loop of N events delivers each one either
    to a callback (what picows and ``on_message`` do) or to a task waiting on a
    future (what any ``await ws.recv()`` does), with no I/O, on asyncio and on
-   uvloop. The difference is the wake-up's price per message, set against the
-   gap between ripple and picows on the 64-client echo in ``latest.json``.
+   uvloop. The difference is the wake-up's price per message, added to
+   ripple's callback path on the 64-client echo in ``latest.json`` and set
+   against picows there.
 
 Usage::
 
@@ -36,6 +37,7 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -113,28 +115,51 @@ def _candidates() -> tuple[dict[str, Mask], dict[str, Mask]]:
     return python, c
 
 
+def _time_one_mask(name: str) -> float:
+    """Seconds per 1 MiB for one candidate, best of 10 x 5 calls, in this process."""
+    python, c = _candidates()
+    f = {**python, **c}[name]
+    data, mask = os.urandom(MIB), os.urandom(4)
+    for _ in range(10):
+        # Warm-up: tables, and malloc's threshold for mapping fresh memory
+        # per 1 MiB buffer, which rises as such buffers are freed.
+        f(data, mask)
+    best = float("inf")
+    for _ in range(10):
+        t0 = time.perf_counter()
+        for _ in range(5):
+            f(data, mask)
+        best = min(best, (time.perf_counter() - t0) / 5)
+    return best
+
+
 def time_masks(repeats: int) -> list[dict[str, Any]]:
     data, mask = os.urandom(MIB), os.urandom(4)
     expected = masking.apply_mask_python(data, mask)
     python, c = _candidates()
-    group = {name: ("pure Python", f) for name, f in python.items()}
-    group.update({name: ("C", f) for name, f in c.items()})
-    for name, (_, f) in group.items():  # also the warm-up
+    kinds = {name: "pure Python" for name in python}
+    kinds.update({name: "C" for name in c})
+    for name, f in {**python, **c}.items():
         if bytes(f(data, mask)) != expected:  # a wrong mask can't count
             raise SystemExit(f"{name} masked 1 MiB wrongly")
-    # Alternated: the first to allocate 1 MiB buffers pays for the page faults
-    # until malloc stops mapping fresh memory for them, which timing each
-    # candidate's repeats in a row would charge to whichever came first.
-    times: dict[str, list[float]] = {name: [] for name in group}
+    # Each candidate in a fresh process, the candidates alternated: in one
+    # process, whether a 1 MiB buffer comes with fresh pages to fault in
+    # depends on what was freed before, and that moved a candidate's time by
+    # up to 1.7x with the order they ran in.
+    times: dict[str, list[float]] = {name: [] for name in kinds}
     for _ in range(repeats):
-        for name, (_, f) in group.items():
-            t0 = time.perf_counter()
-            for _ in range(5):
-                f(data, mask)
-            times[name].append((time.perf_counter() - t0) / 5)
+        for name in kinds:
+            out = subprocess.run(
+                [sys.executable, __file__, "--one-mask", name],
+                capture_output=True,
+                text=True,
+                check=True,
+                timeout=120,
+            ).stdout
+            times[name].append(float(out))
     return [
         {"kind": kind, "name": name, "ms_per_mib": min(times[name]) * 1e3}
-        for name, (kind, _) in group.items()
+        for name, kind in kinds.items()
     ]
 
 
@@ -279,19 +304,32 @@ def report(
         lines.append(
             f"| {r['loop']} | {r['callback_us']:.2f} | {r['task_us']:.2f} | {r['wakeup_us']:.2f} |"
         )
-    if latest is not None:
-        ripple = _cpu(latest, "echo64", "ripple/uvloop")
-        picows = _cpu(latest, "echo64", "picows/uvloop")
-        uv = next((r for r in wakeups if r["loop"] == "uvloop"), None)
-        if ripple is not None and picows is not None and uv is not None:
-            gap = ripple - picows
+    uv = next((r for r in wakeups if r["loop"] == "uvloop"), None)
+    if latest is not None and uv is not None:
+        cells = {
+            t: _cpu(latest, "echo64", f"{t}/uvloop") for t in ("ripple", "ripple-cb", "picows")
+        }
+        if all(v is not None for v in cells.values()):
+            ripple, cb, picows = (float(v) for v in cells.values())  # type: ignore[arg-type]
+            # `async for` runs the callback path's work plus a task wake-up.
+            wake = uv["wakeup_us"]
+            bound = cb + wake
             lines += [
                 "",
-                "Echo, 64 clients, uvloop, in `latest.json`: ripple (`async for`)",
-                f"{ripple:.1f} µs of server CPU per message, picows {picows:.1f}: a gap of",
-                f"{gap:.1f} µs, against {uv['wakeup_us']:.2f} µs for the wake-up alone here.",
+                "Echo, 64 clients, uvloop, server CPU µs per message from `latest.json`:",
+                f"ripple with `async for` {ripple:.1f}, ripple's `on_message` callback {cb:.1f},",
+                f"picows {picows:.1f}. `async for` is the callback path plus a task wake-up:",
+                f"at least {cb:.1f} + {wake:.2f} = {bound:.1f}, {bound / picows:.2f}x picows.",
+                "To match picows with `async for`, the callback path would have to be",
+                f"{wake:.2f} µs ({wake / picows:.0%}) cheaper than picows' listener.",
             ]
-            summary["echo64_uvloop"] = {"gap_us": gap, "wakeup_us": uv["wakeup_us"]}
+            summary["echo64_uvloop"] = {
+                "ripple_us": ripple,
+                "ripple_cb_us": cb,
+                "picows_us": picows,
+                "wakeup_us": uv["wakeup_us"],
+                "async_bound_us": bound,
+            }
     return "\n".join(lines) + "\n", summary
 
 
@@ -300,7 +338,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--messages", type=int, default=200_000, help="per wake-up measurement")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out", type=Path, default=RESULTS / "floors", help="path without suffix")
+    parser.add_argument("--one-mask", metavar="NAME", help=argparse.SUPPRESS)  # time_masks' child
     args = parser.parse_args(argv)
+    if args.one_mask is not None:
+        print(_time_one_mask(args.one_mask))
+        return 0
     if args.messages < 1 or args.repeats < 1:
         parser.error("--messages and --repeats must be at least 1")
     masks = time_masks(args.repeats)
